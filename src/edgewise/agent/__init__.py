@@ -1,0 +1,1 @@
+"""The device runtime: sync, updates, inference pipeline, outbox, telemetry. Never imports torch."""

@@ -1,0 +1,123 @@
+"""The bundle manifest (`bundle.json`): everything a device needs to run a model, and its hashes.
+
+The manifest is validated strictly (unknown keys are rejected). Its canonical JSON form
+(`canonical_json(manifest.model_dump(mode="json"))`) is what the detached signature covers, and
+`sha256:` + sha256 of that form is the bundle's digest, its identity in every store and on the wire:
+the manifest lists the sha256 of every file, so the digest pins the whole content.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from edgewise.core.hashing import canonical_json, sha256_bytes
+
+MANIFEST_NAME = "bundle.json"
+SIGNATURE_NAME = "bundle.sig"
+SCHEMA_VERSION = 1
+
+Task = Literal["classify", "detect", "segment"]
+Precision = Literal["fp32", "fp16", "int8", "int8-full", "int4-weight", "mixed"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class InputSpec(Strict):
+    """How a frame becomes the model's input tensor."""
+
+    shape: list[int] = Field(description="model input shape, batch first; -1 for a dynamic batch")
+    dtype: Literal["float32", "float16", "uint8", "int8"] = "float32"
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+    color_order: Literal["RGB", "BGR", "GRAY"] = "RGB"
+    resize: list[int] = Field(description="[height, width] the frame is resized to")
+    scale: float = Field(1.0 / 255.0, description="multiplied into pixel values before mean/std")
+    mean: list[float] = Field(default_factory=lambda: [0.0, 0.0, 0.0])
+    std: list[float] = Field(default_factory=lambda: [1.0, 1.0, 1.0])
+
+    @field_validator("resize")
+    @classmethod
+    def _two_sides(cls, value: list[int]) -> list[int]:
+        if len(value) != 2 or min(value) <= 0:
+            raise ValueError("resize must be [height, width] with positive sides")
+        return value
+
+
+class OutputSpec(Strict):
+    """How the model's output becomes results."""
+
+    decode: Literal["softmax", "logits-softmax", "sigmoid", "detection"] = "logits-softmax"
+    score_threshold: float = 0.0
+    nms_iou: float = 0.5
+    box_format: Literal["xyxy", "cxcywh"] = "xyxy"
+
+
+class Variant(Strict):
+    """One model file built for a family of targets (e.g. int8 QDQ for CPUs, fp16 for Jetson)."""
+
+    name: str
+    file: str
+    precision: Precision = "fp32"
+    runtime: str = "onnxruntime"
+    target_families: list[str] = Field(default_factory=lambda: ["cpu"])
+    size_bytes: int = 0
+
+
+class Metrics(Strict):
+    accuracy: float | None = None
+    size_bytes: int | None = None
+    host_latency_ms: float | None = None
+    estimated_target_latency_ms: float | None = None
+    extra: dict[str, float] = Field(default_factory=dict)
+
+
+class Lineage(Strict):
+    parent: str | None = None
+    recipe: list[str] = Field(default_factory=list)
+    dataset_digest: str | None = None
+    created_by: str = ""
+    created_at: str = ""
+
+
+class Manifest(Strict):
+    schema_version: int = SCHEMA_VERSION
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
+    version: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+    task: Task = "classify"
+    labels: list[str]
+    input: InputSpec
+    output: OutputSpec = Field(default_factory=OutputSpec)
+    target: str = "x86-host"
+    precision: Precision = "fp32"
+    variants: list[Variant]
+    metrics: Metrics = Field(default_factory=Metrics)
+    lineage: Lineage = Field(default_factory=Lineage)
+    files: dict[str, str] = Field(default_factory=dict, description="relative path -> sha256 of every file")
+
+    def canonical_bytes(self) -> bytes:
+        return canonical_json(self.model_dump(mode="json"))
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + sha256_bytes(self.canonical_bytes())
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:{self.version}"
+
+    def variant_for(self, families: list[str]) -> Variant:
+        """The first variant built for one of `families` (a device's, most specific first)."""
+        for family in families:
+            for variant in self.variants:
+                if family in variant.target_families:
+                    return variant
+        from edgewise.core.errors import TargetIncompatible
+
+        built = sorted({f for v in self.variants for f in v.target_families})
+        raise TargetIncompatible(
+            f"bundle {self.ref} has no variant for {families} (it has {built})",
+            "add a variant for this hardware to the bundle, or deploy to matching devices",
+        )

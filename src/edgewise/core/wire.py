@@ -1,0 +1,181 @@
+"""Wire schemas of the fleet protocol (server <-> agent), versioned under `/api/v1`.
+
+The server (`fleet`) and the agent (`agent`) import these and nothing of each other.
+
+Device authentication: every request after enrollment carries
+
+    X-Edgewise-Device:    the device id
+    X-Edgewise-Timestamp: unix seconds (the server refuses more than MAX_CLOCK_SKEW_S off)
+    X-Edgewise-Nonce:     random hex, never reused within the skew window (replay protection)
+    X-Edgewise-Signature: base64 ed25519 signature, by the device key, of `request_signing_bytes`
+
+so no shared secret ever travels, and the server can refuse a revoked device at once.
+Operators send `Authorization: Bearer <token>`.
+
+Every error response has one JSON shape: `{"error": {"code": ..., "message": ..., "fix": ...}}`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+API_PREFIX = "/api/v1"
+MAX_CLOCK_SKEW_S = 300
+
+HEADER_DEVICE = "X-Edgewise-Device"
+HEADER_TIMESTAMP = "X-Edgewise-Timestamp"
+HEADER_NONCE = "X-Edgewise-Nonce"
+HEADER_SIGNATURE = "X-Edgewise-Signature"
+
+UpdateState = Literal[
+    "idle", "download", "verify", "install", "activate", "health-check", "commit", "rollback", "failed"
+]
+EventPriority = Literal["alarm", "event", "telemetry", "snapshot"]
+
+
+def request_signing_bytes(method: str, path_with_query: str, timestamp: str, nonce: str, body: bytes) -> bytes:
+    """The exact bytes a device signs; both sides build them with this one function."""
+    body_hash = hashlib.sha256(body).hexdigest()
+    return "\n".join(["edgewise-v1", method.upper(), path_with_query, timestamp, nonce, body_hash]).encode()
+
+
+class Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(Wire):
+    code: str
+    message: str
+    fix: str = ""
+
+
+class ErrorResponse(Wire):
+    error: ErrorBody
+
+
+# --- enrollment -------------------------------------------------------------------------------
+
+
+class EnrollRequest(Wire):
+    token: str
+    public_key: str = Field(description="base64 of the device's raw ed25519 public key")
+    name: str = Field(min_length=1, max_length=128)
+    hardware: str = Field("x86-host", description="target catalog name, e.g. rpi4, jetson-orin-nano")
+    agent_version: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class PublisherKey(Wire):
+    key_id: str
+    public_key: str
+
+
+class AgentConfig(Wire):
+    """Settings the server hands a device at enrollment; the device may override locally."""
+
+    sync_interval_s: float = 5.0
+    heartbeat_interval_s: float = 10.0
+    ingest_batch_size: int = 200
+    health_window_s: float = 5.0
+
+
+class EnrollResponse(Wire):
+    device_id: str
+    trusted_publisher_keys: list[PublisherKey]
+    config: AgentConfig
+
+
+# --- desired and reported state ------------------------------------------------------------------
+
+
+class BundleRef(Wire):
+    name: str
+    version: str
+    digest: str = Field(description="sha256:<hex> of the canonical manifest")
+    url: str = Field(description="download path on this server (/api/v1/device/bundles/...) or an OCI reference")
+    size_bytes: int = 0
+
+
+class DesiredState(Wire):
+    device_id: str
+    revision: str = Field(description="changes whenever anything below changes; sent as the ETag")
+    deployment_id: str | None = None
+    bundle: BundleRef | None = None
+    shadow: BundleRef | None = None
+    shadow_share: float = 0.0
+
+
+class InstalledBundle(Wire):
+    name: str
+    version: str
+    digest: str
+
+
+class UpdateProgress(Wire):
+    state: UpdateState = "idle"
+    deployment_id: str | None = None
+    target_digest: str | None = None
+    error: str | None = None
+    detail: str = ""
+
+
+class Health(Wire):
+    status: Literal["ok", "degraded", "failed", "unknown"] = "unknown"
+    detail: str = ""
+
+
+class ReportedState(Wire):
+    agent_version: str = ""
+    hardware: str = ""
+    current_bundle: InstalledBundle | None = None
+    previous_bundle: InstalledBundle | None = None
+    update: UpdateProgress = Field(default_factory=UpdateProgress)
+    health: Health = Field(default_factory=Health)
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+# --- ingest ----------------------------------------------------------------------------------
+
+
+class EventIn(Wire):
+    seq: int = Field(ge=0, description="the device's outbox sequence number; unique per device")
+    ts: float
+    priority: EventPriority = "event"
+    type: str = Field(description="e.g. 'alarm', 'detection', 'classification'")
+    label: str | None = None
+    score: float | None = None
+    bundle_version: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    snapshot_jpeg_b64: str | None = None
+
+
+class TelemetryIn(Wire):
+    seq: int = Field(ge=0)
+    ts: float
+    fps: float | None = None
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    cpu_percent: float | None = None
+    memory_mb: float | None = None
+    temperature_c: float | None = None
+    queue_depth: int | None = None
+    errors: int = 0
+    model_version: str | None = None
+    agent_version: str | None = None
+    extra: dict[str, float] = Field(default_factory=dict)
+
+
+class IngestBatch(Wire):
+    events: list[EventIn] = Field(default_factory=list)
+    telemetry: list[TelemetryIn] = Field(default_factory=list)
+    dropped: dict[str, int] = Field(
+        default_factory=dict, description="per priority class, how many items the full outbox dropped so far"
+    )
+
+
+class IngestAck(Wire):
+    acked: list[int] = Field(description="every seq of the batch now durably stored (new or seen before)")
+    duplicates: int = 0

@@ -1,0 +1,1 @@
+"""Storing and fetching bundles: a local directory (default) or any OCI registry."""

@@ -1,0 +1,1 @@
+"""Everything with torch: datasets, model zoo, training, tuning, compression, export, benchmarks."""

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+import pytest
+
+from edgewise.core.errors import ConfigError
+from edgewise.core.plugins import Registry
+
+
+def test_registry_lists_gets_and_refuses_duplicates() -> None:
+    steps: Registry[type] = Registry("compression step")
+
+    @steps.register("prune")
+    class Prune:
+        """Remove channels."""
+
+    assert steps.get("prune") is Prune
+    assert [e.summary for e in steps] == ["Remove channels."]
+    with pytest.raises(ConfigError, match="registered twice"):
+        steps.add("prune", Prune)
+    with pytest.raises(ConfigError) as info:
+        steps.get("quantise")
+    assert "prune" in info.value.fix
