@@ -12,6 +12,16 @@ Device authentication: every request after enrollment carries
 so no shared secret ever travels, and the server can refuse a revoked device at once.
 Operators send `Authorization: Bearer <token>`.
 
+Endpoints (all JSON unless noted):
+
+    POST /api/v1/enroll                         EnrollRequest -> EnrollResponse (no auth; one-time token)
+    GET  /api/v1/device/desired?wait=SECONDS    -> DesiredState; ETag = revision; If-None-Match -> 304;
+                                                   `wait` long-polls until the revision changes
+    PUT  /api/v1/device/state                   ReportedState -> 204 (also the heartbeat)
+    POST /api/v1/device/ingest                  IngestBatch -> IngestAck (after commit only)
+    GET  /api/v1/device/bundles/{digest}/archive  the packed bundle (core.archive tar), Range supported
+    operator API under /api/v1/{devices,deployments,bundles,events,telemetry,enrollment-tokens,...}
+
 Every error response has one JSON shape: `{"error": {"code": ..., "message": ..., "fix": ...}}`.
 """
 
