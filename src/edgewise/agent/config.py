@@ -1,0 +1,121 @@
+"""`agent.toml` parsed into typed settings; unknown keys are rejected with the key named.
+
+Every setting the agent uses lives here and is passed in; nothing deeper reads the environment.
+The one environment hook, `EDGEWISE_AGENT_CRASH_IN_STATE` (tests kill the agent at an update
+state boundary), is read by `load_settings` only.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+
+from edgewise.core.errors import ConfigError
+from edgewise.core.settings import StrictSettings
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 devices
+    import tomli as tomllib
+
+CRASH_ENV = "EDGEWISE_AGENT_CRASH_IN_STATE"
+
+
+class SourceSettings(StrictSettings):
+    kind: str = Field(default="synthetic", description="synthetic, video-file, camera, stream, image-folder")
+    path: str | None = Field(default=None, description="file/folder path, stream URL, or camera index")
+    fps: float | None = Field(default=None, description="frames per second to emit (None: as fast as the source gives)")
+    loop: bool = True
+    frames: int | None = Field(default=None, description="stop after this many frames (None: endless)")
+    width: int = 320
+    height: int = 240
+    seed: int = 0
+    defect_rate: float = 0.3
+
+
+class RuleSettings(StrictSettings):
+    name: str = "defect"
+    labels: list[str] = Field(default_factory=lambda: ["scratch", "crack"])
+    min_score: float = 0.8
+    consecutive: int = Field(default=3, ge=1)
+    cooldown_s: float = Field(default=10.0, ge=0)
+    event_type: str = "alarm"
+    priority: Literal["alarm", "event"] = "alarm"
+    snapshot: bool = False
+    command: list[str] | None = None
+    webhook: str | None = None
+
+
+class HealthSettings(StrictSettings):
+    window_s: float = Field(default=3.0, ge=0)
+    min_frames: int = Field(default=5, ge=1)
+    max_latency_ms: float = Field(default=500.0, gt=0, description="p95 inference latency limit on probe frames")
+    max_error_rate: float = Field(default=0.0, ge=0, le=1)
+    boot_loop_limit: int = Field(default=3, ge=1, description="restarts inside activate/health-check before rollback")
+
+
+class OutboxSettings(StrictSettings):
+    max_items: int = Field(default=100_000, ge=1)
+    max_bytes: int = Field(default=256 << 20, ge=1024)
+    batch_size: int = Field(default=200, ge=1)
+
+
+class AgentSettings(StrictSettings):
+    data_dir: Path = Path("/var/lib/edgewise-agent")
+    server: str | None = Field(default=None, description="server URL; taken from enrollment when omitted")
+    hardware: str = "x86-host"
+    trusted_keys: list[str] | None = Field(
+        default=None, description="publisher keys (base64 or .pub paths) to trust; None: those from enrollment"
+    )
+    target_families: list[str] = Field(default_factory=lambda: ["cpu"])
+    providers: list[str] = Field(default_factory=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    threads: int = Field(default=0, ge=0, description="ONNX Runtime intra-op threads (0: runtime default)")
+    drop_policy: Literal["latest", "none"] = "latest"
+    sync_interval_s: float = Field(default=5.0, gt=0)
+    long_poll_s: float = Field(default=20.0, ge=0)
+    heartbeat_interval_s: float = Field(default=10.0, gt=0)
+    telemetry_interval_s: float = Field(default=10.0, gt=0)
+    request_timeout_s: float = Field(default=10.0, gt=0)
+    source: SourceSettings = Field(default_factory=lambda: SourceSettings())
+    rules: list[RuleSettings] = Field(default_factory=list)
+    health: HealthSettings = Field(default_factory=lambda: HealthSettings())
+    outbox: OutboxSettings = Field(default_factory=lambda: OutboxSettings())
+    crash_in_state: str | None = Field(
+        default=None, description="test hook: SIGKILL self on entering this update state"
+    )
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        parts.append(f"{key}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def parse_settings(data: dict[str, Any], origin: str = "agent settings") -> AgentSettings:
+    try:
+        return AgentSettings.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(f"{origin}: {_describe(error)}", "fix the key named above (see docs/agent.md)") from None
+
+
+def load_settings(path: Path | None, overrides: dict[str, Any] | None = None) -> AgentSettings:
+    """Read `agent.toml` (optional), apply overrides, then the crash-injection env hook."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"config file {path} not found", "pass --config with an existing agent.toml")
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"{path} is not valid TOML: {error}") from None
+    data.update(overrides or {})
+    crash = os.environ.get(CRASH_ENV)
+    if crash:
+        data["crash_in_state"] = crash
+    return parse_settings(data, str(path) if path else "agent settings")

@@ -1,0 +1,263 @@
+"""The agent process: source -> pipeline -> rules -> outbox, with sync and updates on the side.
+
+The inference loop runs on the main thread and never touches the network: it reads frames
+(latest-frame-wins when the model is slower than the camera), runs the model of the `current`
+slot, and appends events and telemetry to the outbox. Sync threads do the talking.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+import edgewise
+from edgewise.agent.client import DeviceClient
+from edgewise.agent.config import AgentSettings, SourceSettings
+from edgewise.agent.health import check_model_health
+from edgewise.agent.identity import IDENTITY_FILE, Identity, load_identity, write_json_atomic
+from edgewise.agent.outbox import Outbox
+from edgewise.agent.pipeline import Pipeline
+from edgewise.agent.rules import RuleEngine
+from edgewise.agent.sources import create_source
+from edgewise.agent.sync import DesiredStateLoop, Uplink
+from edgewise.agent.telemetry import TelemetryCollector
+from edgewise.agent.update import UpdateMachine, UpdateRecord
+from edgewise.core.errors import EdgewiseError, InvalidBundle
+from edgewise.core.hashing import sha256_file
+from edgewise.core.manifest import Manifest
+from edgewise.core.signing import PublicKey, load_public_key
+from edgewise.core.wire import BundleRef, Health, ReportedState
+
+log = logging.getLogger(__name__)
+STATUS_FILE = "status.json"
+
+
+class LatestFrame:
+    """A one-slot mailbox fed by a reader thread: a slow consumer always gets the newest frame."""
+
+    def __init__(self, frames: Iterator[np.ndarray], stop: threading.Event) -> None:
+        self._frames, self._stop = frames, stop
+        self._cond = threading.Condition()
+        self._frame: np.ndarray | None = None
+        self._done = False
+        self.dropped = 0
+        threading.Thread(target=self._read, name="frame-reader", daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            for frame in self._frames:
+                if self._stop.is_set():
+                    break
+                with self._cond:
+                    if self._frame is not None:
+                        self.dropped += 1
+                    self._frame = frame
+                    self._cond.notify()
+        finally:
+            with self._cond:
+                self._done = True
+                self._cond.notify()
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        while True:
+            with self._cond:
+                while self._frame is None and not self._done and not self._stop.is_set():
+                    self._cond.wait(0.5)
+                if self._frame is None:
+                    return
+                frame, self._frame = self._frame, None
+            yield frame
+
+
+class AgentRunner:
+    def __init__(self, settings: AgentSettings, identity: Identity | None = None) -> None:
+        self.settings = settings
+        self.data_dir = settings.data_dir
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if identity is None and (self.data_dir / IDENTITY_FILE).is_file():
+            identity = load_identity(self.data_dir)
+        self.identity = identity
+        self.stop = threading.Event()
+        self.outbox = Outbox(self.data_dir / "outbox.sqlite3", settings.outbox.max_items, settings.outbox.max_bytes)
+        self.telemetry = TelemetryCollector()
+        self.rules = RuleEngine(settings.rules)
+        self.probe_frames: deque[np.ndarray] = deque(maxlen=8)
+        self.pipeline: Pipeline | None = None
+        self._reload = threading.Event()
+        self._reload.set()
+        self._health = Health(status="unknown")
+        self.client = self._client() if identity else None
+        self.machine = UpdateMachine(
+            self.data_dir, self._trusted_keys(), self._download, self._check_health,
+            on_transition=self._report_transition, on_activate=self._reload.set,
+            target_families=settings.target_families, boot_loop_limit=settings.health.boot_loop_limit,
+            crash_in_state=settings.crash_in_state,
+        )
+
+    def _trusted_keys(self) -> list[PublicKey]:
+        if self.settings.trusted_keys is not None:  # pinned locally: the device trusts only these
+            return [load_public_key(k) for k in self.settings.trusted_keys]
+        return self.identity.trusted_keys if self.identity else []
+
+    def _client(self) -> DeviceClient:
+        assert_identity(self.identity)
+        server = self.settings.server or self.identity.server  # type: ignore[union-attr]
+        return DeviceClient(server, self.identity.device_id, self.identity.key,  # type: ignore[union-attr]
+                            self.settings.request_timeout_s)
+
+    # --- update machine hooks ----------------------------------------------------------------
+    def _download(self, target: BundleRef, dest: Path) -> Path:
+        if self.client is None:
+            raise EdgewiseError("no server to download from", "enroll the device")
+        announced = self.client.download(target.url, dest)
+        if announced and sha256_file(dest) != announced:
+            dest.unlink(missing_ok=True)  # corrupt: start over rather than resume
+            raise InvalidBundle(f"downloaded archive of {target.name}:{target.version} does not match its sha256")
+        return dest
+
+    def _check_health(self, bundle_dir: Path, manifest: Manifest) -> object:
+        s = self.settings
+        report = check_model_health(bundle_dir, manifest, self._probe_frames, s.health, s.target_families,
+                                    s.providers, s.threads)
+        log.info("health check of %s passed: %s", manifest.ref, report)
+        return report
+
+    def _probe_frames(self) -> list[np.ndarray]:
+        frames = list(self.probe_frames)
+        if frames:
+            return frames
+        # No live frames yet (e.g. recovering at boot): probe with synthetic conveyor frames.
+        synthetic = create_source(SourceSettings(kind="synthetic", frames=8, width=self.settings.source.width,
+                                                 height=self.settings.source.height))
+        return list(synthetic.frames())
+
+    def _report_transition(self, record: UpdateRecord) -> None:
+        log.info("update: %s %s", record.state, record.error or "")
+        if self.client is None:
+            return
+        try:  # best effort, right away; the heartbeat carries the latest state if this fails
+            self.client.report_state(self.reported_state())
+        except EdgewiseError as error:
+            log.info("could not report transition: %s", error.message)
+
+    def reported_state(self) -> ReportedState:
+        slots = self.machine.slots
+        try:
+            current, previous = slots.installed("current"), slots.installed("previous")
+        except EdgewiseError:
+            current = previous = None
+        return ReportedState(
+            agent_version=edgewise.__version__, hardware=self.settings.hardware,
+            current_bundle=current, previous_bundle=previous, update=self.machine.record.progress(),
+            health=self._health, extra={"frames": self.telemetry.frames, "queue_depth": self.outbox.depth(),
+                                        "update_history": self.machine.record.history[-20:]},
+        )
+
+    # --- inference ---------------------------------------------------------------------------
+    def _load_current(self) -> None:
+        self._reload.clear()
+        current = self.machine.slots.pointer("current")
+        if current is None:
+            self.pipeline = None
+            self._health = Health(status="unknown", detail="no model installed")
+            return
+        try:
+            s = self.settings
+            self.pipeline = Pipeline.from_dir(current, s.target_families, s.providers, s.threads)
+            self._health = Health(status="ok", detail=f"serving {self.pipeline.manifest.ref}")
+        except EdgewiseError as error:
+            self.pipeline = None
+            self._health = Health(status="failed", detail=error.message)
+        log.info("model: %s", self._health.detail)
+
+    def _frames(self, once: bool) -> Iterator[np.ndarray]:
+        source = create_source(self.settings.source)
+        # A batch run (--once) over a finite source wants every frame; live runs want the newest.
+        if self.settings.drop_policy == "latest" and not (once and self.settings.source.frames is not None):
+            mailbox = LatestFrame(source.frames(), self.stop)
+            self._mailbox = mailbox
+            return iter(mailbox)
+        return source.frames()
+
+    def process(self, frame: np.ndarray) -> None:
+        if self._reload.is_set():
+            self._load_current()
+        self.probe_frames.append(frame)
+        if self.pipeline is None:
+            return
+        try:
+            result = self.pipeline.run(frame)
+        except EdgewiseError:
+            self.telemetry.record_error()
+            return
+        self.telemetry.record(result.latency_ms)
+        for event in self.rules.evaluate(result, frame, self.pipeline.manifest.version):
+            self.outbox.append("event", event.priority, event.payload)  # type: ignore[arg-type]
+
+    def _emit_telemetry(self) -> None:
+        model = self.pipeline.manifest.version if self.pipeline else None
+        if hasattr(self, "_mailbox"):
+            self.telemetry.dropped_frames = self._mailbox.dropped
+        self.outbox.append("telemetry", "telemetry", self.telemetry.snapshot(self.outbox.depth(), model))
+
+    def _write_status(self) -> None:
+        write_json_atomic(self.data_dir / STATUS_FILE, self.reported_state().model_dump(mode="json"))
+
+    def stop_on_signals(self) -> None:
+        """SIGTERM/SIGINT end the loop cleanly (systemd, docker stop); call from the main thread."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.stop.set())
+
+    def run(self, once: bool = False) -> None:
+        self.machine.recover()
+        if self.client is None:
+            self.machine.run_until_rest()  # nothing to download; finishes or rolls back local work
+        uplink = self._start_sync()
+        last_telemetry = last_status = time.monotonic()
+        try:
+            for frame in self._frames(once):
+                self.process(frame)
+                now = time.monotonic()
+                if now - last_telemetry >= self.settings.telemetry_interval_s:
+                    self._emit_telemetry()
+                    last_telemetry = now
+                if now - last_status >= 1.0:
+                    self._write_status()
+                    last_status = now
+                if self.stop.is_set():
+                    break
+        finally:
+            self._emit_telemetry()
+            self._write_status()
+            if once and uplink is not None:
+                self._final_flush(uplink)
+            self.stop.set()
+
+    def _start_sync(self) -> Uplink | None:
+        if self.identity is None:
+            return None
+        s = self.settings
+        DesiredStateLoop(self.client, self.machine, self.stop, s.long_poll_s, s.sync_interval_s).start()  # type: ignore[arg-type]
+        uplink = Uplink(self._client(), self.outbox, self.reported_state, self.stop, s.sync_interval_s,
+                        s.heartbeat_interval_s, s.outbox.batch_size)
+        uplink.start()
+        return uplink
+
+    def _final_flush(self, uplink: Uplink) -> None:
+        try:
+            uplink.heartbeat()
+            uplink.flush()
+        except EdgewiseError as error:
+            log.warning("could not send the outbox before exit (%s); it is kept for next time", error.message)
+
+
+def assert_identity(identity: Identity | None) -> None:
+    if identity is None:
+        raise EdgewiseError("device is not enrolled", "run `edgewise agent enroll` first")

@@ -1,0 +1,314 @@
+"""The update state machine: one transition table, state saved to disk before each state runs.
+
+    idle ──offer──► download ─ok─► verify ─ok─► install ─ok─► activate ─ok─► health-check ─ok─► commit ─ok─► idle
+                       │              │            │             │                │
+                     error          error        error         error            error
+                       ▼              ▼            ▼             ▼                ▼
+                     failed ◄───────────────────────────────── rollback ◄──────────┘
+                                                                 ─ok─► failed
+
+A state handler is idempotent, so after a kill -9 or a power cut `recover()` simply runs the saved
+state again: download resumes with an HTTP Range request, verify re-extracts, install renames,
+activate re-points the symlinks, health-check starts a fresh window, rollback re-points back.
+A handler that raises ServiceUnavailable (network) keeps its state and is retried later.
+Restarting inside activate/health-check counts as a boot; past `boot_loop_limit` boots the new
+model is presumed to crash the agent, and the machine rolls back.
+
+Layout under the data directory:
+
+    update.json                 the persisted UpdateRecord
+    downloads/<hex>.tar         partial or complete archive
+    staging/<hex>/              extracted and verified, not yet installed
+    slots/<hex>/                installed bundles
+    current -> slots/<hex>      the model that serves (atomic symlink switch)
+    previous -> slots/<hex>     the one to roll back to
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from edgewise.agent.identity import write_json_atomic
+from edgewise.core.archive import extract_bundle
+from edgewise.core.bundle import read_manifest, verify_bundle
+from edgewise.core.errors import EdgewiseError, InvalidBundle, ServiceUnavailable
+from edgewise.core.manifest import Manifest
+from edgewise.core.signing import PublicKey
+from edgewise.core.wire import BundleRef, InstalledBundle, UpdateProgress, UpdateState
+
+Outcome = Literal["ok", "error"]
+
+# The whole machine. A reader can check it against DESIGN.md line by line.
+TRANSITIONS: dict[tuple[UpdateState, Outcome], UpdateState] = {
+    ("download", "ok"): "verify",
+    ("download", "error"): "failed",
+    ("verify", "ok"): "install",
+    ("verify", "error"): "failed",
+    ("install", "ok"): "activate",
+    ("install", "error"): "failed",
+    ("activate", "ok"): "health-check",
+    ("activate", "error"): "rollback",
+    ("health-check", "ok"): "commit",
+    ("health-check", "error"): "rollback",
+    ("commit", "ok"): "idle",
+    ("commit", "error"): "idle",
+    ("rollback", "ok"): "failed",
+    ("rollback", "error"): "failed",
+}
+RESTING: frozenset[UpdateState] = frozenset({"idle", "failed"})
+BOOT_COUNTED: frozenset[UpdateState] = frozenset({"activate", "health-check"})
+RECORD_FILE = "update.json"
+
+
+class UpdateRecord(BaseModel):
+    state: UpdateState = "idle"
+    target: BundleRef | None = None
+    deployment_id: str | None = None
+    previous_digest: str | None = None
+    error: str | None = None
+    boots_in_state: int = 0
+    history: list[str] = Field(default_factory=list, description="every state entered, oldest first (last 50)")
+    failed_digests: list[str] = Field(default_factory=list)
+
+    def progress(self) -> UpdateProgress:
+        return UpdateProgress(
+            state=self.state, deployment_id=self.deployment_id,
+            target_digest=self.target.digest if self.target else None, error=self.error,
+            detail=" > ".join(self.history[-12:]),
+        )
+
+
+def digest_hex(digest: str) -> str:
+    hex_part = digest.split(":", 1)[-1]
+    if not hex_part or not all(c in "0123456789abcdef" for c in hex_part):
+        raise InvalidBundle(f"malformed bundle digest {digest!r}", "expected sha256:<hex>")
+    return hex_part
+
+
+class Slots:
+    """Installed bundles and the two pointers, switched atomically with a symlink rename."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.root = data_dir / "slots"
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, digest: str) -> Path:
+        return self.root / digest_hex(digest)
+
+    def pointer(self, name: str) -> Path | None:
+        link = self.data_dir / name
+        return link.resolve() if link.is_symlink() and link.resolve().is_dir() else None
+
+    def digest_of(self, name: str) -> str | None:
+        target = self.pointer(name)
+        return "sha256:" + target.name if target else None
+
+    def installed(self, name: str) -> InstalledBundle | None:
+        target = self.pointer(name)
+        if target is None:
+            return None
+        manifest = read_manifest(target)
+        return InstalledBundle(name=manifest.name, version=manifest.version, digest=manifest.digest)
+
+    def set_pointer(self, name: str, digest: str | None) -> None:
+        link = self.data_dir / name
+        if digest is None:
+            link.unlink(missing_ok=True)
+            return
+        temp = self.data_dir / f".{name}.tmp"
+        temp.unlink(missing_ok=True)
+        os.symlink(Path("slots") / digest_hex(digest), temp)
+        os.replace(temp, link)
+        fd = os.open(self.data_dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+Downloader = Callable[[BundleRef, Path], Path]
+HealthCheck = Callable[[Path, Manifest], object]
+
+
+class UpdateMachine:
+    def __init__(
+        self,
+        data_dir: Path,
+        trusted_keys: list[PublicKey],
+        download: Downloader,
+        health_check: HealthCheck,
+        on_transition: Callable[[UpdateRecord], None] = lambda record: None,
+        on_activate: Callable[[], None] = lambda: None,
+        target_families: list[str] | None = None,
+        boot_loop_limit: int = 3,
+        crash_in_state: str | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.slots = Slots(data_dir)
+        self.trusted_keys = trusted_keys
+        self._fetch, self._check_model = download, health_check
+        self._on_transition, self._on_activate = on_transition, on_activate
+        self.target_families = target_families or ["cpu"]
+        self.boot_loop_limit = boot_loop_limit
+        self.crash_in_state = crash_in_state
+        self.record = self._load()
+
+    # --- persistence ------------------------------------------------------------------------
+    def _load(self) -> UpdateRecord:
+        path = self.data_dir / RECORD_FILE
+        if not path.is_file():
+            return UpdateRecord()
+        return UpdateRecord.model_validate(json.loads(path.read_text()))
+
+    def _enter(self, state: UpdateState, error: str | None = None) -> None:
+        """Persist the next state BEFORE it runs, report it, then (test hook) die right there."""
+        self.record.state = state
+        self.record.error = error
+        self.record.boots_in_state = 0
+        self.record.history = (self.record.history + [state])[-50:]
+        write_json_atomic(self.data_dir / RECORD_FILE, self.record.model_dump(mode="json"))
+        self._on_transition(self.record)
+        if self.crash_in_state == state:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    # --- driving ----------------------------------------------------------------------------
+    @property
+    def at_rest(self) -> bool:
+        return self.record.state in RESTING
+
+    def recover(self) -> None:
+        """On start: count a boot inside activate/health-check, rolling back past the limit."""
+        if self.record.state in BOOT_COUNTED:
+            self.record.boots_in_state += 1
+            write_json_atomic(self.data_dir / RECORD_FILE, self.record.model_dump(mode="json"))
+            if self.record.boots_in_state > self.boot_loop_limit:
+                self._enter("rollback", f"boot loop: restarted {self.boot_loop_limit} times in {self.record.state}")
+
+    def offer(self, target: BundleRef | None, deployment_id: str | None = None) -> bool:
+        """Start an update to `target` if it is new; True when one was started."""
+        if target is None or not self.at_rest:
+            return False
+        if target.digest == self.slots.digest_of("current") or target.digest in self.record.failed_digests:
+            return False
+        digest_hex(target.digest)
+        self.record.target = target
+        self.record.deployment_id = deployment_id
+        self.record.previous_digest = self.slots.digest_of("current")
+        self._enter("download")
+        return True
+
+    def step(self) -> bool:
+        """Run the current state once; False when resting or when the network must be retried."""
+        state = self.record.state
+        if state in RESTING:
+            return False
+        handler = getattr(self, "_run_" + state.replace("-", "_"))
+        try:
+            handler()
+            outcome: Outcome = "ok"
+            error = None
+        except ServiceUnavailable:
+            raise
+        except EdgewiseError as failure:
+            outcome, error = "error", failure.message
+        except Exception as failure:  # a broken model can raise anything; it must not kill the agent
+            outcome, error = "error", f"{failure.__class__.__name__}: {failure}"
+        if error is None and state == "rollback":
+            error = self.record.error  # keep the reason the rollback happened
+        self._enter(TRANSITIONS[(state, outcome)], error)
+        return True
+
+    def run_until_rest(self) -> None:
+        while self.step():
+            pass
+
+    # --- the states -------------------------------------------------------------------------
+    def _paths(self) -> tuple[Path, Path, Path]:
+        if self.record.target is None:
+            raise InvalidBundle("update record has no target bundle", "the update record is corrupt")
+        hex_digest = digest_hex(self.record.target.digest)
+        return (self.data_dir / "downloads" / f"{hex_digest}.tar", self.data_dir / "staging" / hex_digest,
+                self.slots.path(self.record.target.digest))
+
+    def _run_download(self) -> None:
+        archive, _, slot = self._paths()
+        if (slot / "bundle.json").is_file():
+            return  # already installed earlier (e.g. the previous slot); verify will re-check it
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        assert_present(self.record.target)
+        self._fetch(self.record.target, archive)  # type: ignore[arg-type]
+        expected = self.record.target.size_bytes if self.record.target else 0
+        if expected and archive.stat().st_size != expected:
+            size = archive.stat().st_size
+            archive.unlink(missing_ok=True)
+            raise InvalidBundle(f"downloaded {size} bytes, the server announced {expected}")
+
+    def _run_verify(self) -> None:
+        archive, staging, slot = self._paths()
+        if (slot / "bundle.json").is_file():
+            assert_target(verify_bundle(slot, self.trusted_keys), self.record.target)
+            return
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            extract_bundle(archive, staging)
+            manifest = verify_bundle(staging, self.trusted_keys)
+            assert_target(manifest, self.record.target)
+            manifest.variant_for(self.target_families)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            archive.unlink(missing_ok=True)  # a bad archive is not resumed
+            raise
+
+    def _run_install(self) -> None:
+        archive, staging, slot = self._paths()
+        if not (slot / "bundle.json").is_file():
+            if not staging.is_dir():
+                raise InvalidBundle("verified bundle vanished before install", "the update will be retried")
+            shutil.rmtree(slot, ignore_errors=True)
+            os.replace(staging, slot)
+        archive.unlink(missing_ok=True)
+
+    def _run_activate(self) -> None:
+        _, _, slot = self._paths()
+        assert_target(read_manifest(slot), self.record.target)
+        self.slots.set_pointer("previous", self.record.previous_digest)
+        self.slots.set_pointer("current", self.record.target.digest if self.record.target else None)
+        self._on_activate()
+
+    def _run_health_check(self) -> None:
+        _, _, slot = self._paths()
+        self._check_model(slot, read_manifest(slot))
+
+    def _run_commit(self) -> None:
+        keep = {self.slots.digest_of("current"), self.slots.digest_of("previous")}
+        for slot in self.slots.root.iterdir():
+            if "sha256:" + slot.name not in keep:
+                shutil.rmtree(slot, ignore_errors=True)
+
+    def _run_rollback(self) -> None:
+        if self.record.target and self.record.target.digest not in self.record.failed_digests:
+            self.record.failed_digests = (self.record.failed_digests + [self.record.target.digest])[-20:]
+        self.slots.set_pointer("current", self.record.previous_digest)
+        self._on_activate()
+
+
+def assert_present(target: BundleRef | None) -> None:
+    if target is None:
+        raise InvalidBundle("update record has no target bundle", "the update record is corrupt")
+
+
+def assert_target(manifest: Manifest, target: BundleRef | None) -> None:
+    if target is not None and manifest.digest != target.digest:
+        raise InvalidBundle(
+            f"bundle {manifest.ref} has digest {manifest.digest}, the server asked for {target.digest}",
+            "the server's bundle reference does not match its content",
+        )

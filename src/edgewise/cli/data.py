@@ -1,0 +1,48 @@
+"""`edgewise data sample NAME DIR`: write a bundled sample dataset as an image folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+data_app = typer.Typer(help="Sample datasets and dataset utilities.", no_args_is_help=True)
+
+
+@data_app.command("sample")
+def sample(
+    name: str = typer.Argument(..., help="sample dataset: digits or parts"),
+    out_dir: Path = typer.Argument(..., help="folder to write (train/ val/ test/ with one folder per class)"),
+    size: int | None = typer.Option(None, "--size", help="number of images in all (default: the sample's own)"),
+    seed: int = typer.Option(0, "--seed", help="random seed; the same seed writes the same files"),
+    image_size: int = typer.Option(32, "--image-size", help="side of the square images in pixels"),
+) -> None:
+    """Write sample dataset NAME into DIR as PNG files."""
+    from edgewise.studio.datasets import dataset_digest
+    from edgewise.studio.samples import write_sample
+
+    written = write_sample(name, out_dir, size=size, seed=seed, image_size=image_size)
+    counts = {split: sum(1 for _ in (written / split).rglob("*.png")) for split in ("train", "val", "test")}
+    typer.echo(f"wrote {name} to {written}: " + ", ".join(f"{split} {n}" for split, n in counts.items()))
+    typer.echo(f"digest {dataset_digest(written)}")
+
+
+@data_app.command("list")
+def list_samples() -> None:
+    """List the bundled sample datasets."""
+    from edgewise.studio.samples import SAMPLES
+
+    for entry in SAMPLES:
+        typer.echo(f"{entry.name:10s} {entry.summary}")
+
+
+@data_app.command("digest")
+def digest(data_dir: Path = typer.Argument(..., help="dataset folder")) -> None:
+    """Print the dataset digest recorded in bundles' lineage."""
+    from edgewise.studio.datasets import dataset_digest
+
+    typer.echo(dataset_digest(data_dir))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(data_app, name="data")

@@ -1,0 +1,139 @@
+"""`edgewise train`, `export`, `bench`, `evaluate`: the studio's first path, as thin commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from edgewise.core.errors import ConfigError
+
+
+def train_command(
+    data: Path | None = typer.Option(None, "--data", help="image folder with train/ val/ test/"),
+    arch: str = typer.Option("cnn-small", "--arch", help="zoo architecture (see --list-archs)"),
+    epochs: int = typer.Option(15, "--epochs"),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    lr: float = typer.Option(3e-3, "--lr", help="learning rate"),
+    optimizer: str = typer.Option("adamw", "--optimizer", help="sgd or adamw"),
+    schedule: str = typer.Option("cosine", "--schedule", help="cosine, step or none"),
+    weight_decay: float = typer.Option(1e-4, "--weight-decay"),
+    label_smoothing: float = typer.Option(0.0, "--label-smoothing"),
+    augment: bool = typer.Option(True, "--augment/--no-augment", help="random shifts and lighting"),
+    patience: int | None = typer.Option(None, "--early-stopping", help="stop after N epochs without improvement"),
+    init: Path | None = typer.Option(None, "--init", help="start from this checkpoint (fine-tuning)"),
+    freeze_backbone: bool = typer.Option(False, "--freeze-backbone", help="train only the (new) head"),
+    image_size: int = typer.Option(32, "--image-size"),
+    width: float = typer.Option(1.0, "--width", help="width multiplier of the architecture"),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch"),
+    out: Path = typer.Option(Path("runs/train"), "--out", help="output folder for best.pt, last.pt, metrics.json"),
+    list_archs: bool = typer.Option(False, "--list-archs", help="list the architectures and exit"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Train or fine-tune a zoo model on an image folder; writes OUT/best.pt, last.pt, metrics.json."""
+    from pydantic import ValidationError
+
+    from edgewise.studio.train import TrainConfig, train
+    from edgewise.studio.zoo import ARCHS
+
+    if list_archs:
+        for entry in ARCHS:
+            typer.echo(f"{entry.name:22s} {entry.summary}")
+        return
+    if data is None:
+        raise ConfigError("--data is required", "pass --data DIR (write one with `edgewise data sample parts DIR`)")
+    ARCHS.get(arch)  # an unknown architecture fails before any data is read
+    try:
+        config = TrainConfig(
+            arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, schedule=schedule,
+            weight_decay=weight_decay, label_smoothing=label_smoothing, augment=augment,
+            early_stopping_patience=patience, freeze_backbone=freeze_backbone, init_checkpoint=init,
+            image_size=image_size, width=width, seed=seed, device=device, num_threads=threads,
+        )
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise ConfigError(f"invalid option {first['loc'][0]}: {first['msg']}") from None
+    result = train(config, data, out, progress=progress)
+    typer.echo(f"best val accuracy {result.best_val_accuracy:.4f}, test accuracy {result.test_accuracy:.4f} "
+               f"after {len(result.history)} epochs")
+    typer.echo(f"checkpoint {result.checkpoint_path}; metrics {out / 'metrics.json'}")
+
+
+def export_command(
+    checkpoint: Path = typer.Argument(..., help="checkpoint (OUT/best.pt, a state dict with --arch, TorchScript)"),
+    out: Path = typer.Option(..., "--out", help="ONNX file to write"),
+    dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="leave the batch dimension free"),
+    opset: int | None = typer.Option(None, "--opset"),
+    arch: str | None = typer.Option(None, "--arch", help="architecture of a plain state dict"),
+    num_classes: int | None = typer.Option(None, "--num-classes", help="classes of a plain state dict"),
+    image_size: int | None = typer.Option(None, "--image-size", help="input size (default: the checkpoint's)"),
+) -> None:
+    """Export a checkpoint to a single ONNX file, verified against torch in ONNX Runtime."""
+    from edgewise.studio.checkpoints import load_checkpoint
+    from edgewise.studio.export import export_onnx
+
+    loaded = load_checkpoint(checkpoint, arch=arch, num_classes=num_classes)
+    size = image_size or loaded.image_size or 32
+    anonymous = loaded.meta.get("source") in {"state_dict", "torchscript"}
+    result = export_onnx(loaded.model, out, image_size=size, dynamic_batch=dynamic_batch, opset=opset,
+                         classes=None if anonymous else loaded.classes)
+    typer.echo(f"wrote {result.path} ({result.path.stat().st_size} bytes); ONNX Runtime vs torch max abs diff "
+               f"{result.max_abs_diff:.2e} (tolerance {result.tolerance:g})")
+
+
+def bench_command(
+    model: Path = typer.Argument(..., help="ONNX model"),
+    threads: int = typer.Option(1, "--threads"),
+    batch: int = typer.Option(1, "--batch"),
+    warmup: int = typer.Option(10, "--warmup"),
+    runs: int = typer.Option(50, "--runs"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+) -> None:
+    """Measure latency (p50/p95/p99) and throughput on this host; report params, MACs, size."""
+    from dataclasses import asdict
+
+    from edgewise.studio.bench import benchmark_onnx
+
+    result = benchmark_onnx(model, threads=threads, batch=batch, warmup=warmup, runs=runs)
+    if as_json:
+        typer.echo(json.dumps(asdict(result), indent=2))
+        return
+    typer.echo(f"{model}: threads {threads}, batch {batch}, {runs} runs")
+    typer.echo(f"  latency ms  p50 {result.p50_ms:.3f}  p95 {result.p95_ms:.3f}  p99 {result.p99_ms:.3f}  "
+               f"mean {result.mean_ms:.3f}")
+    typer.echo(f"  throughput  {result.throughput_fps:.1f} images/s")
+    typer.echo(f"  params {result.params:,}  MACs {result.macs:,}  file {result.file_size_bytes:,} bytes")
+
+
+def evaluate_command(
+    model: Path = typer.Argument(..., help="checkpoint or .onnx file"),
+    data: Path = typer.Argument(..., help="image folder"),
+    split: str = typer.Option("test", "--split"),
+    image_size: int | None = typer.Option(None, "--image-size"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+) -> None:
+    """Accuracy, per-class precision/recall and the confusion matrix on one split."""
+    from edgewise.studio.evaluate import evaluate
+
+    result = evaluate(model, data, split=split, image_size=image_size)
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    typer.echo(f"accuracy {result.accuracy:.4f} on {result.num_samples} {split} images")
+    width = max(len(c) for c in result.classes)
+    typer.echo(f"  {'class':{width}s}  precision  recall")
+    for name in result.classes:
+        typer.echo(f"  {name:{width}s}  {result.precision[name]:9.3f}  {result.recall[name]:6.3f}")
+    typer.echo("  confusion (rows true, columns predicted):")
+    for name, row in zip(result.classes, result.confusion, strict=True):
+        typer.echo(f"  {name:{width}s}  " + " ".join(f"{v:4d}" for v in row))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_command)
+    app.command("export")(export_command)
+    app.command("bench")(bench_command)
+    app.command("evaluate")(evaluate_command)

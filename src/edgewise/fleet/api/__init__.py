@@ -1,0 +1,1 @@
+"""HTTP routers: `device` (enrollment and the device protocol) and the operator API."""

@@ -1,0 +1,97 @@
+"""The FastAPI application factory: `create_app(settings)` builds the whole control plane."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from anyio import to_thread
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+
+import edgewise
+from edgewise.core.signing import load_public_key
+from edgewise.core.wire import API_PREFIX
+from edgewise.fleet.api import admin, data, deployments, device, devices
+from edgewise.fleet.auth import DeviceAuthenticator
+from edgewise.fleet.bundles import BundleCatalog, BundleStore, add_trusted_key
+from edgewise.fleet.context import ServerContext
+from edgewise.fleet.db import Database, open_database
+from edgewise.fleet.errors import install_error_handlers
+from edgewise.fleet.forwarding import Forwarder
+from edgewise.fleet.housekeeping import Housekeeper
+from edgewise.fleet.notify import Notifier
+from edgewise.fleet.settings import ServerSettings
+
+log = logging.getLogger("edgewise.fleet")
+
+
+def build_context(settings: ServerSettings, store: BundleStore | None = None, db: Database | None = None
+                  ) -> ServerContext:
+    db = db or open_database(settings.db_url)
+    for key in settings.trusted_keys:
+        add_trusted_key(db, load_public_key(key))
+    return ServerContext(
+        settings=settings, db=db, catalog=BundleCatalog(db, settings.store_url, store, settings.cache_dir),
+        devices=DeviceAuthenticator(db), notifier=Notifier(), forwarder=Forwarder(settings.forwarding),
+    )
+
+
+async def _housekeeping_loop(housekeeper: Housekeeper, period_s: float) -> None:
+    while True:
+        try:
+            await to_thread.run_sync(housekeeper.tick)
+        except Exception:  # one failed round (e.g. the database restarting) must not end housekeeping
+            log.exception("housekeeping round failed")
+        await asyncio.sleep(period_s)
+
+
+def create_app(settings: ServerSettings, store: BundleStore | None = None) -> FastAPI:
+    ctx = build_context(settings, store)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        ctx.notifier.bind(asyncio.get_running_loop())
+        ctx.forwarder.start()
+        task = asyncio.create_task(_housekeeping_loop(Housekeeper(ctx), settings.tick_s))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            ctx.forwarder.stop()
+            ctx.db.dispose()
+
+    app = FastAPI(
+        title="edgewise fleet server",
+        version=edgewise.__version__,
+        description="Control plane for edgewise devices: enrollment, desired/reported state, rollouts, ingest.",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    install_error_handlers(app)
+    for router in (device.router, devices.router, deployments.router, data.router, admin.router):
+        app.include_router(router, prefix=API_PREFIX)
+    _add_optional_parts(app, ctx)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": edgewise.__version__}
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/ui/")
+
+    return app
+
+
+def _add_optional_parts(app: FastAPI, ctx: ServerContext) -> None:
+    """The dashboard and /metrics, each in its own module."""
+    from edgewise.fleet.dashboard import mount_dashboard
+    from edgewise.fleet.metrics import install_metrics
+
+    mount_dashboard(app)
+    install_metrics(app, ctx)

@@ -1,0 +1,144 @@
+"""Who is calling: operators by scoped bearer token (stored hashed), devices by signed request.
+
+Device requests are checked with `edgewise.core.auth.verify_signed_request` against the key the
+device enrolled with; each nonce is accepted once within the clock-skew window (replay cache), and
+the device row is read on every request so a revoked device is refused at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+
+from anyio import to_thread
+from fastapi import Request
+from sqlalchemy import select
+
+from edgewise.core.auth import claimed_device, verify_signed_request
+from edgewise.core.errors import AuthError, ConfigError
+from edgewise.core.signing import PublicKey
+from edgewise.core.wire import MAX_CLOCK_SKEW_S
+from edgewise.fleet.db import Database
+from edgewise.fleet.db.models import Device, OperatorToken
+from edgewise.fleet.errors import Forbidden
+
+SCOPES = ("read", "deploy", "admin")
+DASHBOARD_COOKIE = "edgewise_token"
+
+
+def hash_token(token: str) -> str:
+    # Tokens are 256-bit random strings, so one unsalted sha256 cannot be brute-forced back.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_secret(prefix: str) -> str:
+    return prefix + secrets.token_urlsafe(32)
+
+
+def check_scope(scope: str) -> str:
+    if scope not in SCOPES:
+        raise ConfigError(f"unknown scope {scope!r}", f"use one of: {', '.join(SCOPES)}")
+    return scope
+
+
+def scope_allows(granted: str, needed: str) -> bool:
+    return SCOPES.index(granted) >= SCOPES.index(needed)
+
+
+@dataclass(frozen=True)
+class Operator:
+    token_id: str
+    name: str
+    scope: str
+
+
+def create_operator_token(db: Database, scope: str, name: str = "") -> str:
+    """A new operator token with `scope`; the secret is returned once and only its hash is stored."""
+    check_scope(scope)
+    token = new_secret("ewo_")
+    with db.session() as session:
+        session.add(
+            OperatorToken(
+                id=secrets.token_hex(8), name=name, token_hash=hash_token(token), scope=scope, created_at=time.time()
+            )
+        )
+    return token
+
+
+def operator_from_token(db: Database, token: str | None, needed: str) -> Operator:
+    if not token:
+        raise AuthError("an operator token is required", "send `Authorization: Bearer <token>` "
+                        "(create one with `edgewise server token create`)")
+    with db.session(write=False) as session:
+        row = session.scalar(select(OperatorToken).where(OperatorToken.token_hash == hash_token(token)))
+    if row is None or row.revoked:
+        raise AuthError("operator token is unknown or revoked", "create one with `edgewise server token create`")
+    if not scope_allows(row.scope, needed):
+        raise Forbidden(f"this token has scope {row.scope!r}; the request needs {needed!r}")
+    return Operator(row.id, row.name, row.scope)
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    return request.cookies.get(DASHBOARD_COOKIE)
+
+
+class NonceCache:
+    """Nonces seen within the skew window; a second use of one is a replay."""
+
+    def __init__(self, window_s: float = 2 * MAX_CLOCK_SKEW_S) -> None:
+        self.window_s = window_s
+        self._seen: dict[str, float] = {}
+        self._next_purge = 0.0
+
+    def check_and_add(self, device_id: str, nonce: str, now: float) -> None:
+        if now >= self._next_purge:
+            self._seen = {key: expiry for key, expiry in self._seen.items() if expiry > now}
+            self._next_purge = now + 10.0
+        key = f"{device_id}:{nonce}"
+        if key in self._seen:
+            raise AuthError("request nonce was already used (replayed request)", "sign each request anew")
+        self._seen[key] = now + self.window_s
+
+
+@dataclass(frozen=True)
+class AuthedDevice:
+    id: str
+    group: str
+
+
+class DeviceAuthenticator:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.nonces = NonceCache()
+
+    def _lookup(self, device_id: str) -> tuple[str, bool, str] | None:
+        with self.db.session(write=False) as session:
+            row = session.execute(
+                select(Device.public_key, Device.revoked, Device.group).where(Device.id == device_id)
+            ).first()
+        return None if row is None else (row[0], row[1], row[2])
+
+    async def authenticate(self, request: Request) -> AuthedDevice:
+        device_id = claimed_device(request.headers)
+        if len(device_id) > 40:
+            raise AuthError("unknown device", "enroll the device first")
+        body = await request.body()
+        found = await to_thread.run_sync(self._lookup, device_id)
+        if found is None:
+            raise AuthError("unknown device", "enroll the device first")
+        public_key, revoked, group = found
+        if revoked:
+            raise Forbidden("this device has been revoked", "ask an operator; enroll again with a new token")
+        raw_path = request.scope.get("raw_path") or request.url.path.encode()
+        query = request.scope.get("query_string", b"")
+        path_with_query = raw_path.decode("latin-1") + (("?" + query.decode("latin-1")) if query else "")
+        nonce = verify_signed_request(
+            PublicKey.from_b64(public_key), request.method, path_with_query, request.headers, body
+        )
+        self.nonces.check_and_add(device_id, nonce, time.time())
+        return AuthedDevice(device_id, group)

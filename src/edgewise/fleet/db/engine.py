@@ -1,0 +1,105 @@
+"""Engines and sessions for SQLite (WAL, the embedded default) and PostgreSQL, migrated on open."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from edgewise.core.errors import ConfigError, ServiceUnavailable
+
+
+def normalise_url(url: str) -> str:
+    """Accept `postgresql://` (psycopg 3 driver) and plain file paths (SQLite)."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    if "://" not in url:
+        return f"sqlite:///{Path(url).expanduser().resolve()}"
+    if not url.startswith(("sqlite", "postgresql")):
+        raise ConfigError(f"unsupported database URL {url!r}", "use sqlite:///PATH or postgresql://user@host/db")
+    return url
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers run beside the one writer; NORMAL sync is durable across app crashes in WAL mode.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[1] if ":///" in url else ""
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10}, pool_size=20)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+
+
+class Database:
+    """One engine and its session factory; `session()` commits on success and rolls back on error."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        # SQLite has one writer: queueing writers here is fairer than busy-waiting inside SQLite.
+        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def session(self, write: bool = True) -> Iterator[Session]:
+        """A transaction; `write=False` for read-only work, which never waits for SQLite's writer."""
+        lock = self._write_lock if write else None
+        if lock is not None:
+            lock.acquire()
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+            if lock is not None:
+                lock.release()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision (the migrations ship inside the package)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    except OperationalError as error:
+        raise ServiceUnavailable(f"cannot reach the database: {error.orig}", "check --db and that it runs") from None
+
+
+def open_database(url: str, run_migrations: bool = True) -> Database:
+    engine = make_engine(url)
+    if run_migrations:
+        migrate(engine)
+    return Database(engine)

@@ -1,0 +1,78 @@
+"""Enrollment: a device trades a one-time (or expiring, or n-use) token and its public key for an id."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from sqlalchemy import or_, select, update
+
+from edgewise.core.errors import AuthError, ConfigError
+from edgewise.core.signing import PublicKey
+from edgewise.core.wire import AgentConfig, EnrollRequest, EnrollResponse, PublisherKey
+from edgewise.fleet.auth import hash_token, new_secret
+from edgewise.fleet.bundles import trusted_keys
+from edgewise.fleet.db import Database
+from edgewise.fleet.db.models import Device, EnrollmentToken
+from edgewise.fleet.errors import Conflict
+
+
+def create_enrollment_token(
+    db: Database, ttl_s: float | None = 3600.0, uses: int = 1, group: str = "default",
+    tags: dict[str, str] | None = None, note: str = "",
+) -> tuple[str, EnrollmentToken]:
+    """A new enrollment token (the secret is returned once; only its hash is stored)."""
+    if uses < 1:
+        raise ConfigError("an enrollment token needs at least one use", "pass --uses 1 or more")
+    if ttl_s is not None and ttl_s <= 0:
+        raise ConfigError("an enrollment token's lifetime must be positive", "pass --ttl in seconds, e.g. 3600")
+    token = new_secret("ewe_")
+    now = time.time()
+    row = EnrollmentToken(
+        id=secrets.token_hex(8), token_hash=hash_token(token), created_at=now,
+        expires_at=None if ttl_s is None else now + ttl_s, uses_left=uses, group=group, tags=dict(tags or {}),
+        note=note,
+    )
+    with db.session() as session:
+        session.add(row)
+    return token, row
+
+
+def _consume(db: Database, token: str, now: float) -> tuple[str, dict[str, Any]]:
+    """Use the token once, atomically; the row update is the lock, so two racing devices cannot both win."""
+    token_hash = hash_token(token)
+    with db.session() as session:
+        used = session.execute(
+            update(EnrollmentToken)
+            .where(EnrollmentToken.token_hash == token_hash, EnrollmentToken.uses_left > 0)
+            .where(or_(EnrollmentToken.expires_at.is_(None), EnrollmentToken.expires_at > now))
+            .values(uses_left=EnrollmentToken.uses_left - 1)
+        )
+        if used.rowcount != 1:  # type: ignore[attr-defined]
+            raise AuthError("enrollment token is unknown, used up or expired",
+                            "ask an operator for a new one (`edgewise server enroll-token create`)")
+        row = session.scalar(select(EnrollmentToken).where(EnrollmentToken.token_hash == token_hash))
+        token_row = row if row is not None else EnrollmentToken(group="default", tags={})
+        return token_row.group, dict(token_row.tags or {})
+
+
+def enroll(db: Database, request: EnrollRequest, config: AgentConfig) -> EnrollResponse:
+    key = PublicKey.from_b64(request.public_key)  # SignatureError (422) for a malformed key
+    now = time.time()
+    with db.session() as session:
+        taken = session.scalar(select(Device.id).where(Device.public_key == key.b64, Device.revoked.is_(False)))
+    if taken is not None:
+        raise Conflict("a device with this public key is already enrolled", "generate a new device key to enroll again")
+    group, token_tags = _consume(db, request.token, now)
+    device_id = "dev-" + secrets.token_hex(8)
+    with db.session() as session:
+        session.add(
+            Device(
+                id=device_id, name=request.name, public_key=key.b64, group=group,
+                tags={**token_tags, **request.tags}, hardware=request.hardware, agent_version=request.agent_version,
+                enrolled_at=now, last_seen=now, reported={}, dropped={},
+            )
+        )
+    keys = [PublisherKey(key_id=k.key_id, public_key=k.b64) for k in trusted_keys(db)]
+    return EnrollResponse(device_id=device_id, trusted_publisher_keys=keys, config=config)

@@ -1,0 +1,93 @@
+"""HTTP status of each error, and the one JSON error shape every response uses.
+
+    {"error": {"code": "...", "message": "...", "fix": "..."}}
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from edgewise.core.errors import (
+    AuthError,
+    ConfigError,
+    EdgewiseError,
+    InvalidBundle,
+    ProtocolError,
+    RegistryError,
+    ServiceUnavailable,
+)
+from edgewise.core.wire import ErrorBody, ErrorResponse
+
+
+class Forbidden(AuthError):
+    """Authenticated, but not allowed (wrong scope, another device's data)."""
+
+    default_fix = "use a token with the needed scope (read < deploy < admin)"
+
+
+class NotFound(ProtocolError):
+    default_fix = "check the id; list what exists with the matching `list` command"
+
+
+class Conflict(ProtocolError):
+    default_fix = "reload the resource and retry with its current state"
+
+
+# Most specific first: the first matching class decides the status and code.
+_STATUS: list[tuple[type[EdgewiseError], int, str]] = [
+    (Forbidden, 403, "forbidden"),
+    (AuthError, 401, "unauthorized"),
+    (NotFound, 404, "not_found"),
+    (Conflict, 409, "conflict"),
+    (InvalidBundle, 422, "invalid_bundle"),
+    (RegistryError, 404, "registry"),
+    (ConfigError, 400, "bad_request"),
+    (ServiceUnavailable, 503, "unavailable"),
+    (ProtocolError, 400, "protocol"),
+    (EdgewiseError, 400, "error"),
+]
+
+
+def error_response(status: int, code: str, message: str, fix: str = "") -> JSONResponse:
+    body = ErrorResponse(error=ErrorBody(code=code, message=message, fix=fix))
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+def status_of(error: EdgewiseError) -> tuple[int, str]:
+    for error_type, status, code in _STATUS:
+        if isinstance(error, error_type):
+            return status, code
+    return 400, "error"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_edgewise(_request: Request, error: Exception) -> JSONResponse:
+        known = error if isinstance(error, EdgewiseError) else EdgewiseError(str(error))
+        status, code = status_of(known)
+        return error_response(status, code, known.message, known.fix)
+
+    async def on_validation(_request: Request, error: Exception) -> JSONResponse:
+        problems = error.errors() if isinstance(error, RequestValidationError) else []
+        first = problems[0] if problems else {"loc": (), "msg": str(error)}
+        where = ".".join(str(part) for part in first.get("loc", ())) or "request"
+        return error_response(422, "invalid_request", f"{where}: {first.get('msg', 'invalid')}",
+                              "send the fields the OpenAPI schema (/openapi.json) describes")
+
+    async def on_http(_request: Request, error: Exception) -> JSONResponse:
+        status = error.status_code if isinstance(error, StarletteHTTPException) else 500
+        detail = error.detail if isinstance(error, StarletteHTTPException) else str(error)
+        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(status, "http_error")
+        return error_response(status, code, str(detail))
+
+    async def on_unexpected(_request: Request, error: Exception) -> JSONResponse:
+        return error_response(500, "internal", f"unexpected server error: {type(error).__name__}",
+                              "report it with the server log")
+
+    app.add_exception_handler(EdgewiseError, on_edgewise)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)

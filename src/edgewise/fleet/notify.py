@@ -1,0 +1,81 @@
+"""In-process wake-ups: long-polling devices wait for their desired state to change, and the
+dashboard's live stream waits for fleet changes. Writers run in worker threads, so they hand the
+wake-up to the event loop with `call_soon_threadsafe`.
+
+Several server replicas do not share these: a waiting device also re-reads the database every
+few seconds, so a change made by another replica reaches it within that period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable
+from typing import Any
+
+
+class Notifier:
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._device_waiters: dict[str, set[asyncio.Event]] = {}
+        self._subscribers: set[asyncio.Queue[str]] = set()
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    # --- devices waiting for their desired state ---------------------------------------------
+
+    def waiter(self, device_id: str) -> asyncio.Event:
+        event = asyncio.Event()
+        self._device_waiters.setdefault(device_id, set()).add(event)
+        return event
+
+    def forget(self, device_id: str, event: asyncio.Event) -> None:
+        waiters = self._device_waiters.get(device_id)
+        if waiters is not None:
+            waiters.discard(event)
+            if not waiters:
+                del self._device_waiters[device_id]
+
+    def desired_changed(self, device_ids: Iterable[str]) -> None:
+        ids = list(device_ids)
+        if ids:
+            self._call(self._wake_devices, ids)
+
+    def _wake_devices(self, device_ids: list[str]) -> None:
+        for device_id in device_ids:
+            for event in self._device_waiters.get(device_id, ()):
+                event.set()
+
+    # --- live stream for the dashboard ---------------------------------------------------------
+
+    def subscribe(self) -> asyncio.Queue[str]:
+        queue: asyncio.Queue[str] = asyncio.Queue(maxsize=500)
+        self._subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[str]) -> None:
+        self._subscribers.discard(queue)
+
+    def publish(self, kind: str, payload: dict[str, Any]) -> None:
+        if self._subscribers:
+            self._call(self._broadcast, json.dumps({"kind": kind, **payload}, default=str))
+
+    def _broadcast(self, message: str) -> None:
+        for queue in list(self._subscribers):
+            if queue.full():  # a slow browser loses old messages rather than slowing the server
+                queue.get_nowait()
+            queue.put_nowait(message)
+
+    def _call(self, function: Any, argument: Any) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            function(argument)
+        else:
+            loop.call_soon_threadsafe(function, argument)

@@ -1,0 +1,263 @@
+"""The rollout engine: deployments assign a bundle to devices batch by batch, bake, halt by
+themselves past the failure threshold, and roll back to what each device ran before.
+
+Deployment states:  rolling -> completed | halted;  any of them -> rolled_back.
+Target states:      pending -> assigned -> updating -> succeeded | failed;  -> rolled_back.
+A pending target (a batch not reached) is never touched: its device's desired state is unchanged.
+Every change is written to `deployment_history`.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from edgewise.core.errors import ConfigError
+from edgewise.fleet.db.models import Bundle, Deployment, DeploymentHistory, DeploymentTarget, Device
+from edgewise.fleet.errors import Conflict, NotFound
+from edgewise.fleet.selectors import Selector, matches
+from edgewise.fleet.strategies import StrategySpec, plan
+
+ACTIVE = "rolling"
+FINISHED_TARGET = ("succeeded", "failed", "rolled_back")
+UPDATING_STATES = ("download", "verify", "install", "activate", "health-check", "commit")
+
+
+@dataclass
+class Changes:
+    """What a rollout step changed, for the caller to announce after commit."""
+
+    desired_changed: set[str] = field(default_factory=set)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _record(session: Session, changes: Changes, deployment_id: str, to_state: str, from_state: str = "",
+            device_id: str | None = None, detail: str = "") -> None:
+    entry = DeploymentHistory(deployment_id=deployment_id, ts=time.time(), device_id=device_id,
+                              from_state=from_state, to_state=to_state, detail=detail)
+    session.add(entry)
+    changes.history.append({"deployment_id": deployment_id, "device_id": device_id, "from": from_state,
+                            "to": to_state, "detail": detail})
+
+
+def _set_desired(device: Device, digest: str | None, deployment_id: str | None, changes: Changes) -> None:
+    device.desired_digest = digest
+    device.desired_deployment_id = deployment_id
+    device.desired_revision = (device.desired_revision or 0) + 1
+    changes.desired_changed.add(device.id)
+
+
+def _order(devices: list[Device], now: float, offline_after_s: float) -> list[Device]:
+    # Canaries should be devices that can answer soon: online and healthy first, then by id for stability.
+    def key(device: Device) -> tuple[int, int, str]:
+        online = device.last_seen is not None and now - device.last_seen < offline_after_s
+        return (0 if online else 1, 0 if device.health == "ok" else 1, device.id)
+
+    return sorted(devices, key=key)
+
+
+def create_deployment(session: Session, bundle: Bundle, selector: Selector, spec: StrategySpec,
+                      created_by: str = "", offline_after_s: float = 35.0) -> tuple[Deployment, Changes]:
+    now = time.time()
+    devices = [d for d in session.scalars(select(Device).where(Device.revoked.is_(False))) if matches(selector, d)]
+    if not devices:
+        raise ConfigError(f"selector {selector.describe()} matches no enrolled device",
+                          "check `edgewise devices list` for groups, tags and ids")
+    busy = session.execute(
+        select(DeploymentTarget.device_id, Deployment.id)
+        .join(Deployment, Deployment.id == DeploymentTarget.deployment_id)
+        .where(Deployment.status == ACTIVE, DeploymentTarget.device_id.in_([d.id for d in devices]))
+    ).first()
+    if busy is not None:
+        raise Conflict(f"device {busy[0]} is in deployment {busy[1]}, which is still rolling",
+                       f"wait for it, or `edgewise deployments halt {busy[1]}` first")
+    batches = plan(spec, [d.id for d in _order(devices, now, offline_after_s)])
+    deployment = Deployment(
+        id="dep-" + secrets.token_hex(6), bundle_digest=bundle.digest, selector=selector.model_dump(),
+        strategy=spec.model_dump(), status=ACTIVE, current_batch=0, batch_count=len(batches),
+        created_at=now, updated_at=now, created_by=created_by,
+    )
+    session.add(deployment)
+    for index, batch in enumerate(batches):
+        for device_id in batch:
+            session.add(DeploymentTarget(deployment_id=deployment.id, device_id=device_id, batch=index))
+    session.flush()
+    changes = Changes()
+    _record(session, changes, deployment.id, ACTIVE, detail=f"{bundle.ref} to {len(devices)} device(s) in "
+            f"{len(batches)} batch(es) by {spec.name}")
+    _assign_batch(session, deployment, bundle.digest, 0, changes)
+    return deployment, changes
+
+
+def _assign_batch(session: Session, deployment: Deployment, digest: str, batch: int, changes: Changes) -> None:
+    now = time.time()
+    targets = session.scalars(
+        select(DeploymentTarget).where(DeploymentTarget.deployment_id == deployment.id,
+                                       DeploymentTarget.batch == batch)
+    ).all()
+    for target in targets:
+        device = session.get(Device, target.device_id)
+        if device is None or device.revoked:
+            target.status, target.detail = "failed", "device revoked"
+            continue
+        target.previous_digest = device.desired_digest
+        target.previous_deployment_id = device.desired_deployment_id
+        target.status, target.assigned_at = "assigned", now
+        _set_desired(device, digest, deployment.id, changes)
+        _record(session, changes, deployment.id, "assigned", "pending", device.id, f"batch {batch}")
+        _judge_target(session, deployment, target, device, digest, changes)
+    deployment.current_batch, deployment.batch_done_at, deployment.updated_at = batch, None, now
+
+
+def _target_verdict(device: Device, digest: str, deployment_id: str, spec: StrategySpec) -> str | None:
+    """succeeded / failed / updating from the device's reported state, or None for no news."""
+    update = (device.reported or {}).get("update") or {}
+    aimed_here = update.get("target_digest") == digest or update.get("deployment_id") == deployment_id
+    if device.update_state in ("failed", "rollback") and aimed_here:
+        return "failed"
+    if device.current_digest == digest:
+        if device.health == "failed":
+            return "failed"
+        if device.health == "ok" or not spec.require_health:
+            return "succeeded"
+        return "updating"
+    if device.update_state in UPDATING_STATES and aimed_here:
+        return "updating"
+    return None
+
+
+def _judge_target(session: Session, deployment: Deployment, target: DeploymentTarget, device: Device,
+                  digest: str, changes: Changes) -> None:
+    spec = StrategySpec.model_validate(deployment.strategy)
+    verdict = _target_verdict(device, digest, deployment.id, spec)
+    # A canary that turns unhealthy while baking becomes a failure; otherwise finished targets stay.
+    if verdict is None or verdict == target.status or (target.status == "succeeded" and verdict != "failed"):
+        return
+    if target.status in ("failed", "rolled_back", "pending"):
+        return
+    previous, target.status = target.status, verdict
+    if verdict in FINISHED_TARGET:
+        target.finished_at = time.time()
+    detail = ((device.reported or {}).get("update") or {}).get("error") or ""
+    target.detail = detail or target.detail
+    _record(session, changes, deployment.id, verdict, previous, device.id, detail)
+
+
+def on_device_report(session: Session, device: Device) -> Changes:
+    """Update the device's target in its current deployment from what it just reported."""
+    changes = Changes()
+    if device.desired_deployment_id is None:
+        return changes
+    deployment = session.get(Deployment, device.desired_deployment_id, with_for_update=True)
+    if deployment is None or deployment.status != ACTIVE:
+        return changes
+    target = session.scalar(select(DeploymentTarget).where(
+        DeploymentTarget.deployment_id == deployment.id, DeploymentTarget.device_id == device.id))
+    if target is None:
+        return changes
+    _judge_target(session, deployment, target, device, deployment.bundle_digest, changes)
+    evaluate(session, deployment, changes)
+    return changes
+
+
+def evaluate(session: Session, deployment: Deployment, changes: Changes, now: float | None = None) -> None:
+    """Halt past the threshold; otherwise move to the next batch once this one is done and baked."""
+    if deployment.status != ACTIVE:
+        return
+    now = time.time() if now is None else now
+    spec = StrategySpec.model_validate(deployment.strategy)
+    reached = session.scalars(select(DeploymentTarget).where(
+        DeploymentTarget.deployment_id == deployment.id, DeploymentTarget.batch <= deployment.current_batch)).all()
+    for target in reached:
+        if target.status in ("assigned", "updating") and target.assigned_at and now - target.assigned_at > \
+                spec.device_timeout_s:
+            previous, target.status, target.finished_at = target.status, "failed", now
+            target.detail = f"no success reported within {spec.device_timeout_s:.0f}s"
+            _record(session, changes, deployment.id, "failed", previous, target.device_id, target.detail)
+    failed = sum(1 for t in reached if t.status == "failed")
+    if reached and failed / len(reached) > spec.failure_threshold:
+        _set_status(session, deployment, "halted", changes,
+                    f"{failed} of {len(reached)} device(s) failed (threshold {spec.failure_threshold:.0%})")
+        return
+    current = [t for t in reached if t.batch == deployment.current_batch]
+    if any(t.status not in FINISHED_TARGET for t in current):
+        return
+    if deployment.batch_done_at is None:
+        deployment.batch_done_at = now
+    if now - deployment.batch_done_at < spec.bake_s:
+        return
+    if deployment.current_batch + 1 < deployment.batch_count:
+        _record(session, changes, deployment.id, "batch", detail=f"batch {deployment.current_batch + 1} starts")
+        _assign_batch(session, deployment, deployment.bundle_digest, deployment.current_batch + 1, changes)
+    else:
+        _set_status(session, deployment, "completed", changes, f"{len(reached) - failed} device(s) updated")
+
+
+def _set_status(session: Session, deployment: Deployment, status: str, changes: Changes, reason: str) -> None:
+    previous, deployment.status = deployment.status, status
+    deployment.reason, deployment.updated_at = reason, time.time()
+    _record(session, changes, deployment.id, status, previous, detail=reason)
+
+
+def advance_all(session: Session) -> Changes:
+    """Called on every server tick: bake timers and device timeouts move on without any request."""
+    changes = Changes()
+    for deployment in session.scalars(select(Deployment).where(Deployment.status == ACTIVE)).all():
+        evaluate(session, deployment, changes)
+    return changes
+
+
+def get_deployment(session: Session, deployment_id: str) -> Deployment:
+    deployment = session.get(Deployment, deployment_id, with_for_update=True)
+    if deployment is None:
+        raise NotFound(f"deployment {deployment_id} not found", "list them with `edgewise deployments list`")
+    return deployment
+
+
+def halt(session: Session, deployment_id: str, reason: str = "halted by an operator") -> Changes:
+    deployment = get_deployment(session, deployment_id)
+    if deployment.status != ACTIVE:
+        raise Conflict(f"deployment {deployment_id} is {deployment.status}, not rolling")
+    changes = Changes()
+    _set_status(session, deployment, "halted", changes, reason)
+    return changes
+
+
+def rollback(session: Session, deployment_id: str, reason: str = "rolled back by an operator") -> Changes:
+    """Every device this deployment touched gets back the desired state it had before."""
+    deployment = get_deployment(session, deployment_id)
+    if deployment.status == "rolled_back":
+        raise Conflict(f"deployment {deployment_id} is already rolled back")
+    changes = Changes()
+    targets = session.scalars(select(DeploymentTarget).where(DeploymentTarget.deployment_id == deployment_id)).all()
+    for target in targets:
+        if target.status == "pending":
+            continue
+        device = session.get(Device, target.device_id)
+        # A device that a newer deployment has since taken over keeps that newer desired state.
+        if device is not None and device.desired_deployment_id == deployment_id:
+            _set_desired(device, target.previous_digest, target.previous_deployment_id, changes)
+        previous, target.status = target.status, "rolled_back"
+        _record(session, changes, deployment_id, "rolled_back", previous, target.device_id)
+    _set_status(session, deployment, "rolled_back", changes, reason)
+    return changes
+
+
+def progress(session: Session, deployment_ids: Iterable[str]) -> dict[str, dict[str, int]]:
+    """deployment id -> target status -> count."""
+    counts: dict[str, dict[str, int]] = {}
+    ids = list(deployment_ids)
+    if not ids:
+        return counts
+    rows = session.execute(select(DeploymentTarget.deployment_id, DeploymentTarget.status)
+                           .where(DeploymentTarget.deployment_id.in_(ids))).all()
+    for deployment_id, status in rows:
+        bucket = counts.setdefault(deployment_id, {})
+        bucket[status] = bucket.get(status, 0) + 1
+    return counts

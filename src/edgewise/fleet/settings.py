@@ -1,0 +1,47 @@
+"""Settings of the fleet server, passed into `create_app` (never read from the environment deep inside)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from edgewise.core.settings import StrictSettings, default_home
+from edgewise.core.wire import AgentConfig
+
+
+def default_db_url() -> str:
+    return f"sqlite:///{default_home() / 'fleet.db'}"
+
+
+def default_store_url() -> str:
+    return str(default_home() / "registry")
+
+
+class ForwardingSettings(StrictSettings):
+    """Where events and device-status changes are pushed as they arrive (both optional)."""
+
+    webhook_url: str | None = None
+    webhook_secret: str = Field("", description="HMAC-SHA256 key; the signature goes in X-Edgewise-Webhook-Signature")
+    webhook_max_attempts: int = Field(5, ge=1, le=20)
+    webhook_backoff_s: float = Field(0.5, gt=0, description="first retry delay; doubles at each retry")
+    mqtt_url: str | None = Field(None, description="mqtt://host:port")
+    mqtt_topic_prefix: str = "edgewise"
+
+
+class ServerSettings(StrictSettings):
+    db_url: str = Field(default_factory=default_db_url)
+    store_url: str = Field(default_factory=default_store_url)
+    cache_dir: Path = Field(default_factory=lambda: default_home() / "server-cache")
+    host: str = "127.0.0.1"
+    port: int = 8400
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    trusted_keys: list[str] = Field(default_factory=list, description="publisher public keys (base64 or .pub paths)")
+    agent_config: AgentConfig = Field(default_factory=AgentConfig)
+    offline_after_s: float = Field(35.0, gt=0, description="a device not heard from this long is offline")
+    long_poll_max_s: float = Field(60.0, ge=0)
+    retention_days: float = Field(30.0, gt=0, description="events and telemetry older than this are deleted")
+    tick_s: float = Field(1.0, gt=0, description="how often rollouts, offline checks and retention run")
+    forwarding: ForwardingSettings = Field(default_factory=ForwardingSettings)
+    max_body_bytes: int = Field(8 << 20, description="largest request body accepted (ingest with snapshots)")

@@ -1,0 +1,72 @@
+"""Loading what a compression run starts from: the model (checkpoint or ONNX) and the data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from edgewise.core.errors import ModelError
+from edgewise.studio.compress.measure import input_shape
+from edgewise.studio.compress.state import DataBundle
+
+
+@dataclass
+class InputModel:
+    """A trained model: the torch module when there is one, else only its ONNX file."""
+
+    path: Path
+    model: torch.nn.Module | None
+    arch: str
+    classes: list[str]
+    image_size: int
+    onnx_path: Path | None = None
+
+
+def load_input_model(path: Path) -> InputModel:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist", "give a checkpoint (.pt) or an ONNX file")
+    if path.suffix == ".onnx":
+        shape = input_shape(path)
+        size = shape[-1] if isinstance(shape[-1], int) and shape[-1] > 0 else 0
+        if not size:
+            raise ModelError(f"{path} has no fixed input size", "export the model with a fixed height and width")
+        return InputModel(path, None, "onnx", [], int(size), onnx_path=path)
+    payload = _try_step_checkpoint(path)
+    if payload is not None:
+        return payload
+    from edgewise.studio.checkpoints import load_checkpoint
+
+    loaded = load_checkpoint(path)
+    if loaded.image_size is None:
+        raise ModelError(f"{path} does not record its input size", "use an edgewise checkpoint from `edgewise train`")
+    return InputModel(path, loaded.model.eval(), loaded.arch, list(loaded.classes), int(loaded.image_size))
+
+
+def _try_step_checkpoint(path: Path) -> InputModel | None:
+    """A compression step's own `model.pt` (a whole pickled module, since pruning changes shapes)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:  # not ours: let the studio checkpoint loader report what it is
+        return None
+    if isinstance(payload, dict) and payload.get("format") == "edgewise-compressed-module":
+        return InputModel(path, payload["model"].eval(), payload["arch"], list(payload["classes"]),
+                          int(payload["image_size"]))
+    return None
+
+
+def save_step_checkpoint(path: Path, model: torch.nn.Module, arch: str, classes: list[str], image_size: int) -> Path:
+    """Keep a step's torch model. Pruned/decomposed models no longer match their zoo architecture,
+    so the whole module is pickled (load it with `torch.load(..., weights_only=False)`)."""
+    torch.save({"format": "edgewise-compressed-module", "model": model, "arch": arch, "classes": classes,
+                "image_size": image_size}, path)
+    return path
+
+
+def load_data(data_dir: Path, image_size: int, batch_size: int) -> DataBundle:
+    from edgewise.studio.datasets import load_splits
+
+    splits = load_splits(data_dir, image_size, batch_size, augment=False)
+    return DataBundle(train=splits.train, val=splits.val, test=splits.test, classes=list(splits.classes))

@@ -1,0 +1,37 @@
+"""Bundled sample datasets, written as image folders (`split/class/*.png`).
+
+Each sample is a plug-in in `SAMPLES`; `write_sample` is the one entry point the CLI and the
+demo use. Writers are deterministic by seed, so a dataset digest is reproducible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from edgewise.core.errors import ConfigError
+from edgewise.core.plugins import Registry
+from edgewise.studio.samples import digits, parts
+
+SampleWriter = Callable[..., Path]
+
+SAMPLES: Registry[SampleWriter] = Registry("sample dataset")
+SAMPLES.add("digits", digits.write_digits, "scikit-learn's real handwritten digits (10 classes), upscaled")
+SAMPLES.add("parts", parts.write_parts, "synthetic metal parts on a conveyor: ok / scratch / hole / crack")
+
+SPLITS = ("train", "val", "test")
+
+
+def write_sample(
+    name: str, out_dir: Path, *, size: int | None = None, seed: int = 0, image_size: int = 32
+) -> Path:
+    """Write sample dataset `name` under `out_dir` (train/val/test, one folder per class, PNGs)."""
+    writer = SAMPLES.get(name)
+    if size is not None and size < 12:
+        raise ConfigError(f"--size {size} is too small", "use --size 12 or more so every split gets each class")
+    if not 8 <= image_size <= 512:
+        raise ConfigError(f"--image-size {image_size} is out of range", "use an image size between 8 and 512")
+    return writer(Path(out_dir), size=size, seed=seed, image_size=image_size)
+
+
+__all__ = ["SAMPLES", "SPLITS", "write_sample"]
