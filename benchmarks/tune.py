@@ -71,6 +71,50 @@ def function_benchmark(args: argparse.Namespace) -> int:
     return 0 if all(ok for _, ok, _ in verdicts) else 1
 
 
+TRAIN_SPACE = {
+    "params": {
+        "lr": {"type": "float", "low": 3e-4, "high": 3e-2, "log": True},
+        "optimizer": {"type": "categorical", "choices": ["adamw", "sgd"]},
+        "batch_size": {"type": "categorical", "choices": [16, 32, 64]},
+        "width": {"type": "float", "low": 0.5, "high": 1.5, "step": 0.5},
+        "label_smoothing": {"type": "categorical", "choices": [0.0, 0.1]},
+    },
+    "fixed": {"arch": "cnn-small", "epochs": 2, "image_size": 16, "augment": False, "num_threads": 2},
+}
+
+
+def train_benchmark(args: argparse.Namespace) -> int:
+    """(b): best validation accuracy vs trials on a small digits sample, per sampler."""
+    import tempfile
+    from pathlib import Path
+
+    from edgewise.studio.samples import write_sample
+    from edgewise.studio.tune.objective import TrainingObjective
+    from edgewise.studio.tune.space import parse_space
+
+    space = parse_space(TRAIN_SPACE, "benchmark space")
+    with tempfile.TemporaryDirectory() as tmp:
+        data = write_sample("digits", Path(tmp) / "digits", size=args.train_size, seed=0, image_size=16)
+        print(f"# training task: digits sample ({args.train_size} images, 16 px), cnn-small, 2 epochs/trial, "
+              f"{args.trials} trials, {args.seeds} seeds; best val accuracy (higher is better), median [mean]")
+        print("| sampler | " + " | ".join(f"n={n}" for n in range(1, args.trials + 1)) + " | time/run |")
+        print("|" + "---|" * (args.trials + 2))
+        for sampler_name in args.samplers:
+            curves, started = [], time.perf_counter()
+            for seed in range(args.seeds):
+                objective = TrainingObjective(space, data, Path(tmp) / f"{sampler_name}-{seed}", objectives=["acc"])
+                sampler = create_sampler(sampler_name, space.distributions(), seed=seed)
+                study = optuna.create_study(direction="maximize", sampler=sampler,
+                                            pruner=optuna.pruners.NopPruner())
+                study.optimize(objective, n_trials=args.trials)
+                curves.append(list(np.maximum.accumulate([t.value for t in study.trials])))
+            per_run = (time.perf_counter() - started) / args.seeds
+            cells = [f"{statistics.median(c[n] for c in curves):.3f} [{statistics.mean(c[n] for c in curves):.3f}]"
+                     for n in range(args.trials)]
+            print(f"| {sampler_name} | " + " | ".join(cells) + f" | {per_run:.0f}s |", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=150)
@@ -80,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--functions", nargs="+", default=sorted(FUNCTIONS), choices=sorted(FUNCTIONS))
     parser.add_argument("--samplers", nargs="+", default=SAMPLER_NAMES, choices=SAMPLERS.names())
     parser.add_argument("--train", action="store_true", help="run (b), the small training task, instead")
+    parser.add_argument("--train-size", type=int, default=400, help="images in the digits sample for --train")
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if args.train:

@@ -52,3 +52,25 @@ def test_missing_and_malformed_files(tmp_path) -> None:
 def test_crash_hook_comes_from_the_environment_in_one_place(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv(CRASH_ENV, "verify")
     assert load_settings(None, {"data_dir": str(tmp_path)}).crash_in_state == "verify"
+
+
+def test_the_example_config_loads_and_every_setting_is_documented() -> None:
+    from pathlib import Path
+
+    from edgewise.agent.config import AgentSettings
+
+    root = Path(__file__).parents[2]
+    example = load_settings(root / "deploy" / "agent" / "agent.example.toml")
+    assert example.rules[0].labels == ["scratch", "crack"]
+    docs = (root / "docs" / "agent.md").read_text()
+    undocumented = []
+    for name, field in AgentSettings.model_fields.items():
+        spellings = (f"`{name}`", f"`{name},", f" {name}`", f"`{name}.", f"`{name}[]")
+        if not any(spelling in docs for spelling in spellings):
+            undocumented.append(name)
+        sub = field.annotation
+        inner = getattr(sub, "model_fields", None) or getattr(getattr(sub, "__args__", [None])[0], "model_fields", {})
+        for sub_name in inner or {}:
+            if sub_name not in docs:
+                undocumented.append(f"{name}.{sub_name}")
+    assert not undocumented, f"settings missing from docs/agent.md: {undocumented}"

@@ -121,7 +121,7 @@ def test_good_bundle_serves_bad_signature_and_unhealthy_models_never_stick(fleet
         agent.stop()
 
 
-STATES = ["download", "verify", "install", "activate", "health-check", "commit"]
+STATES = ["download", "verify", "install", "activate", "health-check", "commit"]  # + rollback, below
 
 
 def test_sigkill_in_every_update_state_recovers_to_a_working_model(fleet, tmp_path, publisher) -> None:
@@ -145,6 +145,17 @@ def test_sigkill_in_every_update_state_recovers_to_a_working_model(fleet, tmp_pa
         agent.stop()
         current = target
     wait_until(lambda: fleet.device(device_id)["current_version"] == current, 20, "server sees the last one")
+
+    # and in rollback: an unhealthy model, killed while rolling back, ends on the previous model
+    agent.start(crash_in_state="rollback")
+    fleet.deploy("parts:broken", device_id)
+    assert agent.process is not None and agent.process.wait(60) == -9, agent.log()
+    agent.start()
+    try:
+        wait_until(lambda: agent.update_record()["state"] == "failed", 60, "rollback finished")
+        wait_serving(agent, current)
+    finally:
+        agent.stop()
 
 
 def server_seqs(fleet: FleetServer, device_id: str) -> list[int]:
@@ -188,3 +199,14 @@ def test_offline_every_event_reaches_the_server_exactly_once(fleet, tmp_path, pu
     assert sorted(seqs) == list(range(1, max(seqs) + 1)), "a seq never arrived"
     alarms = [e for e in fleet.events(device_id) if e["priority"] == "alarm"]
     assert len(alarms) >= 10 and all(e["label"] == "scratch" for e in alarms)
+
+
+def test_enrollment_with_a_bad_token_fails_with_a_fix(fleet, tmp_path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "edgewise", "agent", "enroll", "--server", fleet.url, "--token", "ewe_nope",
+         "--data-dir", str(tmp_path / "d")], cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 1
+    assert "error:" in done.stderr and "fix:" in done.stderr
+    assert not (tmp_path / "d" / "identity.json").exists()
+    assert (tmp_path / "d" / "device.key").stat().st_mode & 0o077 == 0  # the key stays private

@@ -72,3 +72,42 @@ def test_byte_bound(tmp_path) -> None:
     for _ in range(50):
         box.append("event", "event", dict(event(), data={"pad": "x" * 200}))
     assert box.depth() < 10 and box.dropped()["event"] > 40
+
+
+def test_a_full_disk_drops_and_counts_instead_of_crashing(tmp_path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    box.append("event", "alarm", event(priority="alarm"))
+    real = box._db
+
+    class FullDisk:
+        def execute(self, sql, *args):
+            if sql.startswith("INSERT INTO items"):
+                raise sqlite3.OperationalError("database or disk is full")
+            return real.execute(sql, *args)
+
+    box._db = FullDisk()  # type: ignore[assignment]
+    assert box.append("event", "alarm", event(priority="alarm")) is None
+    box._db = real
+    assert box.dropped() == {"alarm": 1} and box.depth() == 1
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+PRIORITIES = ["alarm", "event", "telemetry", "snapshot"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(PRIORITIES), min_size=1, max_size=40), st.integers(min_value=1, max_value=8))
+def test_eviction_invariants(tmp_path_factory, priorities: list[str], bound: int) -> None:
+    box = Outbox(tmp_path_factory.mktemp("o") / "o.db", max_items=bound)
+    for priority in priorities:
+        kind = "telemetry" if priority == "telemetry" else "event"
+        payload = {"ts": 1.0} if kind == "telemetry" else event(priority=priority)
+        box.append(kind, priority, payload)
+        assert box.depth() <= bound
+    kept = box.peek(1000)
+    assert box.depth() + sum(box.dropped().values()) == len(priorities)  # nothing vanishes uncounted
+    # what is kept is the best `bound` items: no kept item ranks below a dropped one's class
+    ranks = sorted(PRIORITIES.index(p) for p in priorities)
+    assert sorted(PRIORITIES.index(i.payload.get("priority", "telemetry")) for i in kept) == ranks[:len(kept)]

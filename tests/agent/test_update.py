@@ -179,3 +179,24 @@ def test_kill_9_during_rollback_ends_on_the_previous_model(tmp_path, make_machin
     assert restarted.record.state == "failed"
     assert restarted.slots.digest_of("current") == bundles["v1"][1].digest
     assert manifest.digest in restarted.record.failed_digests
+
+
+def test_a_full_disk_during_install_fails_cleanly_and_keeps_serving(tmp_path, make_machine, bundles,
+                                                                     monkeypatch) -> None:
+    import errno
+    import os
+
+    machine = make_machine(tmp_path)
+    install(machine, bundles, "v1")
+    real_replace = os.replace
+
+    def full_disk(src, dst):
+        if "staging" in str(src):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr("edgewise.agent.update.os.replace", full_disk)
+    install(machine, bundles, "v2")
+    assert machine.record.history[-4:] == ["download", "verify", "install", "failed"]
+    assert "No space left" in (machine.record.error or "")
+    assert machine.slots.digest_of("current") == bundles["v1"][1].digest

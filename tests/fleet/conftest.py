@@ -126,9 +126,10 @@ def start_server(settings: ServerSettings) -> RunningServer:
 
 
 def make_settings(db_url: str, tmp_path: Path, publisher_key: PrivateKey | None, **overrides: Any) -> ServerSettings:
+    values: dict[str, Any] = {"tick_s": 0.2, **overrides}
     return ServerSettings(
         db_url=db_url, store_url=str(tmp_path / "store"), cache_dir=tmp_path / "cache", port=free_port(),
-        trusted_keys=[publisher_key.public.b64] if publisher_key else [], tick_s=0.2, **overrides,
+        trusted_keys=[publisher_key.public.b64] if publisher_key else [], **values,
     )
 
 

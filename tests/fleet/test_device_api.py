@@ -220,3 +220,18 @@ def test_error_shape_is_pinned(sqlite_fleet: RunningServer) -> None:
         assert list(body) == ["error"]
         assert set(body["error"]) == {"code", "message", "fix"}
         assert body["error"]["message"]
+
+
+def test_oversized_body_is_refused_with_the_error_shape(tmp_path, publisher_key) -> None:
+    from tests.fleet.conftest import make_settings, start_server
+
+    fleet = start_server(make_settings(f"sqlite:///{tmp_path / 'f.db'}", tmp_path, publisher_key,
+                                       max_body_bytes=2000))
+    try:
+        device = fleet.device()
+        events = [{"seq": i, "ts": 1.0, "type": "detection", "label": "x" * 50} for i in range(100)]
+        refused = device.request("POST", "/device/ingest", {"events": events})
+        assert refused.status_code == 413 and refused.json()["error"]["code"] == "too_large"
+        assert device.request("POST", "/device/ingest", {"events": events[:5]}).status_code == 200
+    finally:
+        fleet.stop()

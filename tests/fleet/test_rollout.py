@@ -161,3 +161,28 @@ def test_silent_device_times_out_and_halts(sqlite_fleet: RunningServer, bundles,
     deployment = deploy(sqlite_fleet, published.ref, {}, device_timeout_s=timeout_s, failure_threshold=0.6)
     halted = wait_for(lambda: (d := show(sqlite_fleet, deployment["id"]))["status"] == "halted" and d)
     assert all(t["status"] == "failed" and "no success" in t["detail"] for t in halted["targets"])
+
+
+def test_bundles_from_an_oci_registry_are_served_from_the_cache(tmp_path, publisher_key, oci_registry) -> None:
+    from edgewise.registry import open_store
+    from tests.fleet.conftest import BundleFactory, make_settings, start_server
+
+    store_url = f"oci://{oci_registry.url}/edgewise"
+    (tmp_path / "bundles").mkdir()
+    factory = BundleFactory(tmp_path / "bundles", open_store(store_url, cache_dir=tmp_path / "publisher-cache"),
+                            publisher_key)
+    published = factory.publish(name="ocidet")
+    settings = make_settings(f"sqlite:///{tmp_path / 'f.db'}", tmp_path, publisher_key).model_copy(
+        update={"store_url": store_url})
+    fleet = start_server(settings)
+    try:
+        device = fleet.device()
+        deploy(fleet, published.ref, {})
+        state = device.desired().json()
+        archive = device.request("GET", state["bundle"]["url"].removeprefix("/api/v1"))
+        assert archive.status_code == 200 and len(archive.content) == state["bundle"]["size_bytes"]
+        import hashlib
+
+        assert hashlib.sha256(archive.content).hexdigest() == archive.headers["X-Edgewise-Archive-Sha256"]
+    finally:
+        fleet.stop()

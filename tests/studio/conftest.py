@@ -20,7 +20,7 @@ class TrainedRun:
 
 @pytest.fixture(scope="session")
 def small_parts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """120 `parts` images (84 train / 16 val / 20 test... stratified), 32x32."""
+    """120 `parts` images, 32x32: 88 train, 16 val, 16 test (4 per class in each)."""
     from edgewise.studio.samples import write_sample
 
     return write_sample("parts", tmp_path_factory.mktemp("data") / "parts", size=120, seed=3)

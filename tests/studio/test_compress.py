@@ -233,7 +233,9 @@ def test_cli_lists_recipes_and_targets(capsys: pytest.CaptureFixture[str]) -> No
     assert len(json.loads(capsys.readouterr().out)) == 10
 
 
-def test_cli_bad_recipe_is_one_clear_error(tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_bad_recipe_is_one_clear_error(
+    tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     recipe = tmp_path / "bad.yaml"
     recipe.write_text("name: bad\nsteps:\n  - quantize: {mode: int3}\n")
     code = main(["compress", str(checkpoint), "--data", str(tmp_path), "--recipe", str(recipe)])
@@ -241,7 +243,26 @@ def test_cli_bad_recipe_is_one_clear_error(tmp_path: Path, checkpoint: Path, cap
     assert code == 1 and "error:" in err and "step 1 (quantize)" in err and "fix:" in err
 
 
-def test_cli_fp32_for_edge_tpu_is_refused(tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_fp32_for_edge_tpu_is_refused(
+    tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = main(["compress", str(checkpoint), "--data", str(tmp_path), "--target", "coral-usb",
                  "--recipe", "jetson-fp16"])
     assert code == 1 and "runs only int8" in capsys.readouterr().err
+
+
+def test_pareto_front_keeps_only_undominated_points() -> None:
+    from edgewise.studio.compress.report import pareto_front
+
+    points = [(1.0, 80.0), (2.0, 90.0), (3.0, 85.0), (0.5, 70.0), (2.5, 95.0)]
+    assert pareto_front(points) == [(0.5, 70.0), (1.0, 80.0), (2.0, 90.0), (2.5, 95.0)]
+
+
+def test_cli_max_drop_overrides_every_int8_quantize_step() -> None:
+    from edgewise.cli.compress import _with_max_drop
+
+    recipe = _with_max_drop(load_recipe("balanced"), 0.25)
+    assert recipe.steps[-1].params["max_drop"] == 0.25
+    assert load_recipe("balanced").steps[-1].params["max_drop"] == 1.0  # the built-in is not changed
+    fp16 = _with_max_drop(load_recipe("jetson-fp16"), 0.25)
+    assert "max_drop" not in fp16.steps[-1].params

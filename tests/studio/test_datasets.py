@@ -43,7 +43,7 @@ def test_load_splits_gives_three_loaders(small_parts: Path) -> None:
     splits = load_splits(small_parts, 32, batch_size=16)
     images, labels = next(iter(splits.train))
     assert images.shape == (16, 3, 32, 32) and labels.shape == (16,)
-    assert len(splits.test.dataset) == 20 and splits.classes[0] == "crack"
+    assert len(splits.test.dataset) == 16 and splits.classes[0] == "crack"
 
 
 def test_missing_folder(tmp_path: Path) -> None:

@@ -76,6 +76,11 @@ def test_unknown_sample_and_bad_sizes(tmp_path: Path) -> None:
         write_sample("parts", tmp_path, image_size=2)
 
 
+def test_refuses_to_write_over_an_existing_dataset(small_parts: Path) -> None:
+    with pytest.raises(ConfigError, match="already holds a dataset"):
+        write_sample("parts", small_parts, size=12)
+
+
 def test_parts_renderer_does_not_import_torch() -> None:
     code = "import sys, edgewise.studio.samples.parts; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -134,4 +134,4 @@ def test_report_and_best_errors(tmp_path: Path) -> None:
     assert_clear_error(missing, "no study named 'nope'")
     # Test-function trials train no model, so there is nothing to export.
     best = run_cli("best", "--study", "f", "--storage", "s.db", "--out", "b", cwd=tmp_path)
-    assert_clear_error(best, "has no checkpoint")
+    assert_clear_error(best, "has no model file")

@@ -108,3 +108,50 @@ def test_objective_names_are_checked() -> None:
     assert parse_objectives("acc,latency") == ["acc", "latency"]
     with pytest.raises(ConfigError):
         parse_objectives("acc,speed")
+
+
+@pytest.fixture(scope="module")
+def trained_checkpoint(digits_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from edgewise.studio.train import TrainConfig, train
+
+    config = TrainConfig(arch="cnn-small", epochs=1, image_size=16, augment=False, num_threads=2)
+    return train(config, digits_dir, tmp_path_factory.mktemp("base"), progress=False).checkpoint_path
+
+
+def test_recipe_search_scores_compressed_models_and_prunes_rejected_recipes(
+    digits_dir: Path, trained_checkpoint: Path, tmp_path: Path
+) -> None:
+    from edgewise.studio.tune.recipe import RecipeObjective, recipe_from_params
+
+    assert [s.step for s in recipe_from_params(
+        {"use.prune": True, "use.quantize": True, "order": "quantize>prune"}, {}, "r").steps] == ["quantize", "prune"]
+    space = parse_space({
+        "kind": "recipe",
+        "params": {"quantize.mode": {"type": "categorical", "choices": ["dynamic", "int4"]}},
+        "fixed": {"model": str(trained_checkpoint), "target": "rpi4", "use.quantize": True},
+    })
+    objective = RecipeObjective(space, digits_dir, tmp_path / "runs", objectives=["acc", "latency"], latency_runs=5)
+    grid = optuna.samplers.GridSampler({"quantize.mode": ["dynamic", "int4"]}, seed=0)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=grid)
+    study.optimize(objective, n_trials=2)
+    by_mode = {t.params["quantize.mode"]: t for t in study.trials}
+    # rpi4 has no int4: that recipe is rejected (pruned, reason kept) and the study goes on.
+    assert by_mode["int4"].state == optuna.trial.TrialState.PRUNED
+    assert "int4" in by_mode["int4"].user_attrs["rejected"]
+    done = by_mode["dynamic"]
+    assert done.state == optuna.trial.TrialState.COMPLETE
+    assert 0.0 <= done.values[0] <= 100.0 and done.values[1] > 0
+    assert done.user_attrs["recipe"] == ["quantize{'mode': 'dynamic'}"]
+    assert Path(done.user_attrs["onnx_path"]).is_file()
+
+
+def test_recipe_space_needs_a_model_a_target_and_known_steps(digits_dir: Path, tmp_path: Path) -> None:
+    from edgewise.studio.tune.recipe import RecipeObjective
+
+    space = parse_space({"kind": "recipe", "params": {"use.slim": {"type": "categorical", "choices": [True]}}})
+    with pytest.raises(ConfigError, match="fixed.model"):
+        RecipeObjective(space, digits_dir, tmp_path, objectives=["acc"])
+    bad = parse_space({"kind": "recipe", "params": {"use.slim": {"type": "categorical", "choices": [True]}},
+                       "fixed": {"model": "m.pt", "target": "rpi4", "shrink.factor": 2}})
+    with pytest.raises(ConfigError, match="unknown compression steps"):
+        RecipeObjective(bad, digits_dir, tmp_path, objectives=["acc"])

@@ -64,6 +64,36 @@ class OutboxSettings(StrictSettings):
     batch_size: int = Field(default=200, ge=1)
 
 
+class ShadowSettings(StrictSettings):
+    """Run a candidate bundle beside the serving one (agent/shadow.py); its output is never acted on."""
+
+    share: float = Field(default=0.2, ge=0, le=1, description="share of frames the candidate also runs on")
+    cpu_budget: float = Field(default=0.25, gt=0, le=1, description="candidate inference seconds per wall second")
+    burst_s: float = Field(default=0.5, gt=0, description="CPU seconds the budget may save up")
+    report_interval_s: float = Field(default=30.0, gt=0)
+    max_disagreement_samples: int = Field(default=4, ge=0, description="frames per report where they disagree")
+    sample_max_side: int = Field(default=160, ge=16, description="longest side of a disagreement sample")
+    alarm_labels: list[str] = Field(default_factory=lambda: ["scratch", "crack"])
+    alarm_min_score: float = Field(default=0.5, ge=0, le=1)
+
+
+class CaptureSettings(StrictSettings):
+    """Select frames worth labelling (agent/capture.py) within exact storage and bandwidth budgets."""
+
+    enabled: bool = False
+    low_confidence: float = Field(default=0.6, ge=0, le=1, description="capture when the top score is below")
+    disagreement: bool = Field(default=True, description="capture when the shadow candidate disagrees")
+    novelty: float = Field(default=0.5, ge=0, le=2, description="colour-histogram distance to count as novel")
+    novelty_memory: int = Field(default=64, ge=1, description="recent histograms novelty is measured against")
+    storage_bytes: int = Field(default=64 << 20, ge=1024, description="encoded image bytes the spool may hold")
+    upload_bytes: int = Field(default=16 << 20, ge=1024, description="encoded image bytes uploaded per window")
+    upload_window_s: float = Field(default=86400.0, gt=0)
+    blur_labels: list[str] = Field(default_factory=list, description="classes whose regions are blurred")
+    jpeg_quality: int = Field(default=85, ge=10, le=100)
+    max_side: int = Field(default=640, ge=16, description="frames are downscaled to this longest side")
+    batch_size: int = Field(default=16, ge=1)
+
+
 class AgentSettings(StrictSettings):
     data_dir: Path = Path("/var/lib/edgewise-agent")
     server: str | None = Field(default=None, description="server URL; taken from enrollment when omitted")
@@ -84,6 +114,9 @@ class AgentSettings(StrictSettings):
     rules: list[RuleSettings] = Field(default_factory=list)
     health: HealthSettings = Field(default_factory=lambda: HealthSettings())
     outbox: OutboxSettings = Field(default_factory=lambda: OutboxSettings())
+    shadow: ShadowSettings = Field(default_factory=lambda: ShadowSettings())
+    capture: CaptureSettings = Field(default_factory=lambda: CaptureSettings())
+    camera: str = Field(default="default", description="camera name in shadow reports and captured frames")
     crash_in_state: str | None = Field(
         default=None, description="test hook: SIGKILL self on entering this update state"
     )

@@ -51,6 +51,7 @@ class Outbox:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.max_items, self.max_bytes = max_items, max_bytes
         self._lock = threading.Lock()
+        self._unrecorded: dict[str, int] = {}  # drops that could not even be written down
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # an appended alarm survives a power cut
@@ -65,19 +66,25 @@ class Outbox:
         body = json.dumps(payload, separators=(",", ":"))
         rank = PRIORITY_RANK[priority]
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                if not self._make_room(rank, len(body)):
-                    self._count_drop(priority)
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    if not self._make_room(rank, len(body)):
+                        self._count_drop(priority)
+                        self._db.execute("COMMIT")
+                        return None
+                    cursor = self._db.execute(
+                        "INSERT INTO items (rank, kind, payload, size) VALUES (?, ?, ?, ?)",
+                        (rank, kind, body, len(body)),
+                    )
                     self._db.execute("COMMIT")
-                    return None
-                cursor = self._db.execute(
-                    "INSERT INTO items (rank, kind, payload, size) VALUES (?, ?, ?, ?)", (rank, kind, body, len(body))
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError:
+                # Disk full or I/O error: inference must go on; count the loss in memory instead.
+                self._unrecorded[priority] = self._unrecorded.get(priority, 0) + 1
+                return None
             return int(cursor.lastrowid or 0)
 
     def _make_room(self, rank: int, size: int) -> bool:
@@ -117,7 +124,10 @@ class Outbox:
 
     def dropped(self) -> dict[str, int]:
         with self._lock:
-            return dict(self._db.execute("SELECT priority, count FROM dropped").fetchall())
+            counts = dict(self._db.execute("SELECT priority, count FROM dropped").fetchall())
+        for priority, lost in self._unrecorded.items():
+            counts[priority] = counts.get(priority, 0) + lost
+        return counts
 
     def batch(self, limit: int) -> IngestBatch | None:
         """The next IngestBatch to send, or None when the queue is empty."""

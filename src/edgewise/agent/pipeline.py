@@ -161,6 +161,9 @@ class Pipeline:
         variant = manifest.variant_for(families)
         options = ort.SessionOptions()
         options.log_severity_level = 4  # failures surface as ModelError; ORT's own log would only repeat them
+        # Spinning intra-op threads steal the cores that decode and preprocess the next frame; on a
+        # 2-core device that halves throughput (benchmarks/agent.py measures it).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1

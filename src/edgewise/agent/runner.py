@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import edgewise
+from edgewise.agent.capture import CaptureSpool, FrameCapture
 from edgewise.agent.client import DeviceClient
 from edgewise.agent.config import AgentSettings, SourceSettings
 from edgewise.agent.health import check_model_health
@@ -25,6 +26,7 @@ from edgewise.agent.identity import IDENTITY_FILE, Identity, load_identity, writ
 from edgewise.agent.outbox import Outbox
 from edgewise.agent.pipeline import Pipeline
 from edgewise.agent.rules import RuleEngine
+from edgewise.agent.shadow_slot import ShadowSlot
 from edgewise.agent.sources import create_source
 from edgewise.agent.sync import DesiredStateLoop, Uplink
 from edgewise.agent.telemetry import TelemetryCollector
@@ -33,10 +35,11 @@ from edgewise.core.errors import EdgewiseError, InvalidBundle
 from edgewise.core.hashing import sha256_file
 from edgewise.core.manifest import Manifest
 from edgewise.core.signing import PublicKey, load_public_key
-from edgewise.core.wire import BundleRef, Health, ReportedState
+from edgewise.core.wire import SHADOW_EVENT_TYPE, BundleRef, DesiredState, Health, ReportedState
 
 log = logging.getLogger(__name__)
 STATUS_FILE = "status.json"
+ON_TRIAL = ("activate", "health-check")  # update states in which the current model is not yet vetted
 
 
 class LatestFrame:
@@ -94,6 +97,12 @@ class AgentRunner:
         self._reload.set()
         self._health = Health(status="unknown")
         self.client = self._client() if identity else None
+        self.shadow = ShadowSlot(self.data_dir / "shadow", settings.shadow, self._download, self._trusted_keys,
+                                 self._load_pipeline)
+        self.capture: FrameCapture | None = None
+        if settings.capture.enabled:
+            spool = CaptureSpool(self.data_dir / "capture.sqlite3", settings.capture)
+            self.capture = FrameCapture(spool, settings.capture, identity.device_id if identity else None)
         self.machine = UpdateMachine(
             self.data_dir, self._trusted_keys(), self._download, self._check_health,
             on_transition=self._report_transition, on_activate=self._reload.set,
@@ -156,9 +165,46 @@ class AgentRunner:
         return ReportedState(
             agent_version=edgewise.__version__, hardware=self.settings.hardware,
             current_bundle=current, previous_bundle=previous, update=self.machine.record.progress(),
-            health=self._health, extra={"frames": self.telemetry.frames, "queue_depth": self.outbox.depth(),
-                                        "update_history": self.machine.record.history[-20:]},
+            health=self._reported_health(), extra={"frames": self.telemetry.frames, "queue_depth": self.outbox.depth(),
+                                        "update_history": self.machine.record.history[-20:], **self._extras()},
         )
+
+    def _extras(self) -> dict[str, object]:
+        extras: dict[str, object] = {}
+        if self.shadow.target is not None:
+            extras["shadow"] = {"digest": self.shadow.target.digest, "loaded": self.shadow.evaluator is not None,
+                                "error": self.shadow.error}
+        if self.capture is not None:
+            extras["capture"] = vars(self.capture.spool.stats())
+        return extras
+
+    # --- shadow evaluation and capture (docs/quality-gates.md) -------------------------------
+    def _load_pipeline(self, bundle_dir: Path) -> Pipeline:
+        s = self.settings
+        return Pipeline.from_dir(bundle_dir, s.target_families, s.providers, s.threads)
+
+    def on_desired(self, desired: DesiredState) -> None:
+        serving = self.pipeline.manifest.version if self.pipeline else None
+        self.shadow.offer(desired.shadow, desired.shadow_share, serving)
+
+    def _emit_shadow_reports(self, force: bool = False) -> None:
+        for report in self.shadow.due_reports(self.settings.camera, force):
+            self.outbox.append("event", "event", {
+                "ts": time.time(), "type": SHADOW_EVENT_TYPE, "bundle_version": report.serving_version,
+                "label": report.candidate_version, "score": report.top1_agreement,
+                "data": report.model_dump(mode="json")})
+
+    def _upload_captures(self, client: DeviceClient) -> None:
+        if self.capture is not None:
+            self.capture.upload(client.ingest)
+
+    def _reported_health(self) -> Health:
+        # A model on trial already sits in the `current` slot, but it is not healthy until its
+        # health check passes: saying "ok" now would let a rollout count an untested canary as done.
+        state = self.machine.record.state
+        if state in ON_TRIAL:
+            return Health(status="unknown", detail=f"new model on trial ({state}); {self._health.detail}")
+        return self._health
 
     # --- inference ---------------------------------------------------------------------------
     def _load_current(self) -> None:
@@ -198,8 +244,14 @@ class AgentRunner:
             self.telemetry.record_error()
             return
         self.telemetry.record(result.latency_ms)
-        for event in self.rules.evaluate(result, frame, self.pipeline.manifest.version):
+        manifest = self.pipeline.manifest
+        for event in self.rules.evaluate(result, frame, manifest.version):
             self.outbox.append("event", event.priority, event.payload)  # type: ignore[arg-type]
+        candidate = self.shadow.observe(frame, result, self.settings.camera, manifest.version)
+        if self.capture is not None:
+            size = (manifest.input.resize[0], manifest.input.resize[1])
+            self.capture.consider(frame, result, candidate, bundle_name=manifest.name,
+                                  bundle_version=manifest.version, camera=self.settings.camera, input_size=size)
 
     def _emit_telemetry(self) -> None:
         model = self.pipeline.manifest.version if self.pipeline else None
@@ -218,6 +270,7 @@ class AgentRunner:
     def run(self, once: bool = False) -> None:
         self.machine.recover()
         if self.client is None:
+            log.warning("device is not enrolled: running offline (enroll with `edgewise agent enroll`)")
             self.machine.run_until_rest()  # nothing to download; finishes or rolls back local work
         uplink = self._start_sync()
         last_telemetry = last_status = time.monotonic()
@@ -227,6 +280,7 @@ class AgentRunner:
                 now = time.monotonic()
                 if now - last_telemetry >= self.settings.telemetry_interval_s:
                     self._emit_telemetry()
+                    self._emit_shadow_reports()
                     last_telemetry = now
                 if now - last_status >= 1.0:
                     self._write_status()
@@ -235,6 +289,7 @@ class AgentRunner:
                     break
         finally:
             self._emit_telemetry()
+            self._emit_shadow_reports(force=once)
             self._write_status()
             if once and uplink is not None:
                 self._final_flush(uplink)
@@ -244,9 +299,10 @@ class AgentRunner:
         if self.identity is None:
             return None
         s = self.settings
-        DesiredStateLoop(self.client, self.machine, self.stop, s.long_poll_s, s.sync_interval_s).start()  # type: ignore[arg-type]
+        DesiredStateLoop(self.client, self.machine, self.stop, s.long_poll_s, s.sync_interval_s,  # type: ignore[arg-type]
+                         on_desired=self.on_desired).start()
         uplink = Uplink(self._client(), self.outbox, self.reported_state, self.stop, s.sync_interval_s,
-                        s.heartbeat_interval_s, s.outbox.batch_size)
+                        s.heartbeat_interval_s, s.outbox.batch_size, captures=self._upload_captures)
         uplink.start()
         return uplink
 
@@ -254,6 +310,7 @@ class AgentRunner:
         try:
             uplink.heartbeat()
             uplink.flush()
+            self._upload_captures(uplink.client)
         except EdgewiseError as error:
             log.warning("could not send the outbox before exit (%s); it is kept for next time", error.message)
 

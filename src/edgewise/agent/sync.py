@@ -15,16 +15,18 @@ from edgewise.agent.client import Backoff, DeviceClient
 from edgewise.agent.outbox import Outbox
 from edgewise.agent.update import UpdateMachine
 from edgewise.core.errors import EdgewiseError, ServiceUnavailable
-from edgewise.core.wire import ReportedState
+from edgewise.core.wire import DesiredState, ReportedState
 
 log = logging.getLogger(__name__)
 
 
 class DesiredStateLoop(threading.Thread):
     def __init__(self, client: DeviceClient, machine: UpdateMachine, stop: threading.Event,
-                 long_poll_s: float, interval_s: float) -> None:
+                 long_poll_s: float, interval_s: float,
+                 on_desired: Callable[[DesiredState], None] | None = None) -> None:
         super().__init__(name="desired-state", daemon=True)
         self.client, self.machine, self.stop = client, machine, stop
+        self.on_desired = on_desired  # e.g. the shadow slot, which follows desired.shadow
         self.long_poll_s, self.interval_s = long_poll_s, interval_s
         self.etag: str | None = None
         self.backoff = Backoff(base_s=min(1.0, interval_s), cap_s=max(interval_s * 6, 5.0))
@@ -35,6 +37,8 @@ class DesiredStateLoop(threading.Thread):
         desired, etag = self.client.desired_state(self.etag, wait_s)
         if desired is not None:
             self.etag = etag
+            if self.on_desired is not None:
+                self.on_desired(desired)
             if self.machine.offer(desired.bundle, desired.deployment_id):
                 self.machine.run_until_rest()
 
@@ -55,9 +59,11 @@ class DesiredStateLoop(threading.Thread):
 
 class Uplink(threading.Thread):
     def __init__(self, client: DeviceClient, outbox: Outbox, reported: Callable[[], ReportedState],
-                 stop: threading.Event, interval_s: float, heartbeat_s: float, batch_size: int) -> None:
+                 stop: threading.Event, interval_s: float, heartbeat_s: float, batch_size: int,
+                 captures: Callable[[DeviceClient], object] | None = None) -> None:
         super().__init__(name="uplink", daemon=True)
         self.client, self.outbox, self.reported, self.stop = client, outbox, reported, stop
+        self.captures = captures  # uploads captured frames (agent/capture.py) after the outbox
         self.interval_s, self.heartbeat_s, self.batch_size = interval_s, heartbeat_s, batch_size
         self.wake = threading.Event()
         self.backoff = Backoff(base_s=min(1.0, interval_s), cap_s=max(interval_s * 6, 5.0))
@@ -84,6 +90,8 @@ class Uplink(threading.Thread):
                     self.heartbeat()
                     self._since_heartbeat = 0.0
                 self.flush()
+                if self.captures is not None:
+                    self.captures(self.client)
                 self.backoff.reset()
                 delay = self.interval_s
             except EdgewiseError as error:

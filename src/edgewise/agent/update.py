@@ -199,7 +199,15 @@ class UpdateMachine:
             return False
         if target.digest == self.slots.digest_of("current") or target.digest in self.record.failed_digests:
             return False
-        digest_hex(target.digest)
+        keep = digest_hex(target.digest)
+        for leftover in ("staging", "downloads"):  # what an earlier failed update left behind
+            for path in (self.data_dir / leftover).glob("*"):
+                if path.name.startswith(keep):
+                    continue
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
         self.record.target = target
         self.record.deployment_id = deployment_id
         self.record.previous_digest = self.slots.digest_of("current")

@@ -61,15 +61,20 @@ def _print_summary(report, out: Path) -> None:
 
     from edgewise.studio.compress.report import COLUMNS, _row
 
-    table = Table(title=f"{report.recipe['name']} for {report.target['name']} (host: measured; target: estimate)")
-    for column in COLUMNS:
-        table.add_column(column)
-    for record in report.steps:
-        cells = _row(record)
-        style = "red" if record.flags or not record.target_check.ok else None
-        table.add_row(*cells, style=style)
     console = Console()
+    table = Table(title=f"{report.recipe['name']} for {report.target['name']} (host: measured; target: estimate)")
+    for column in COLUMNS[:-2]:
+        table.add_column(column, overflow="fold")
+    table.add_column("target", overflow="fold")
+    for record in report.steps:
+        cells = _row(record)[:-2] + ["ok" if record.target_check.ok else "FAIL"]
+        table.add_row(*cells, style="red" if record.flags or not record.target_check.ok else None)
     console.print(table)
+    for record in report.steps:
+        for problem in [*record.flags, *record.target_check.issues]:
+            console.print(f"[red]step {record.index} {record.name}: {problem}[/red]")
+        for note in record.notes:
+            console.print(f"step {record.index} {record.name}: {note}")
     console.print(f"report: {out / 'report.html'}  {out / 'report.md'}  {out / 'report.json'}  {out / 'pareto.png'}")
 
 

@@ -113,12 +113,13 @@ def evaluate_command(
     data: Path = typer.Argument(..., help="image folder"),
     split: str = typer.Option("test", "--split"),
     image_size: int | None = typer.Option(None, "--image-size"),
+    arch: str | None = typer.Option(None, "--arch", help="architecture of a plain state dict"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
     """Accuracy, per-class precision/recall and the confusion matrix on one split."""
     from edgewise.studio.evaluate import evaluate
 
-    result = evaluate(model, data, split=split, image_size=image_size)
+    result = evaluate(model, data, split=split, image_size=image_size, arch=arch)
     if as_json:
         typer.echo(json.dumps(result.as_dict(), indent=2))
         return

@@ -65,11 +65,16 @@ def tune(
 
         names = parse_objectives(objectives)
         search_space = load_space(space)
-        training = TrainingObjective(
-            search_space, data, out or default_out_root(study), objectives=names,
-            constraint=parse_constraint(constraint), num_threads=threads,
-        )
-        directions, run_objective = [OBJECTIVES[n] for n in names], training
+        out_root = out or default_out_root(study)
+        if search_space.kind == "recipe":
+            from edgewise.studio.tune.recipe import RecipeObjective
+
+            run_objective = RecipeObjective(search_space, data, out_root, objectives=names,
+                                            constraint=parse_constraint(constraint))
+        else:
+            run_objective = TrainingObjective(search_space, data, out_root, objectives=names,
+                                              constraint=parse_constraint(constraint), num_threads=threads)
+        directions = [OBJECTIVES[n] for n in names]
         distributions = search_space.distributions()
     request = TuneRequest(study, storage, sampler, trials, directions, seed=seed, pruner=pruner)
     result = run_tune(request, distributions, run_objective, show_progress=progress)

@@ -178,14 +178,89 @@ class TelemetryIn(Wire):
     extra: dict[str, float] = Field(default_factory=dict)
 
 
+# --- shadow evaluation and data capture (docs/quality-gates.md) ---------------------------------
+
+SHADOW_EVENT_TYPE = "shadow-report"  # a ShadowReport travels as an EventIn of this type, `data` = the report
+CaptureReason = Literal["low-confidence", "disagreement", "novelty"]
+
+
+class DisagreementSample(Wire):
+    ts: float
+    serving_label: str | None = None
+    serving_score: float = 0.0
+    candidate_label: str | None = None
+    candidate_score: float = 0.0
+    jpeg_b64: str | None = None
+
+
+class ShadowReport(Wire):
+    """Agreement of a candidate bundle with the serving one on one camera, over one report window."""
+
+    camera: str = "default"
+    serving_version: str
+    candidate_version: str
+    candidate_digest: str | None = None
+    window_s: float = Field(ge=0)
+    frames_seen: int = Field(ge=0, description="frames the serving model ran on in the window")
+    frames_shadowed: int = Field(ge=0, description="frames both models ran on")
+    skipped_for_budget: int = Field(0, ge=0, description="sampled frames skipped to stay within the CPU budget")
+    top1_agreement: float | None = Field(None, ge=0, le=1)
+    serving_confidence: float | None = None
+    candidate_confidence: float | None = None
+    confidence_shift: float | None = Field(None, description="mean candidate top score minus mean serving top score")
+    serving_detections: float | None = None
+    candidate_detections: float | None = None
+    detection_count_shift: float | None = None
+    serving_latency_p50_ms: float | None = None
+    serving_latency_p95_ms: float | None = None
+    candidate_latency_p50_ms: float | None = None
+    candidate_latency_p95_ms: float | None = None
+    serving_alarm_rate: float | None = Field(None, ge=0, le=1)
+    candidate_alarm_rate: float | None = Field(None, ge=0, le=1)
+    cpu_share: float = Field(0.0, ge=0, description="candidate inference seconds per wall-clock second")
+    disagreements: list[DisagreementSample] = Field(default_factory=list)
+
+
+class CapturedFrame(Wire):
+    """A frame the agent selected for labelling, tagged with where and by what it was seen."""
+
+    capture_id: str = Field(min_length=1, max_length=128, description="unique per device")
+    ts: float
+    camera: str = "default"
+    device_id: str | None = None
+    bundle_name: str | None = None
+    bundle_version: str | None = None
+    reasons: list[CaptureReason] = Field(default_factory=list)
+    label: str | None = Field(None, description="the serving model's top label")
+    score: float | None = None
+    candidate_label: str | None = None
+    candidate_score: float | None = None
+    novelty: float | None = None
+    blurred: list[str] = Field(default_factory=list, description="classes whose regions were blurred")
+    jpeg_b64: str
+
+
+class QualityCriteria(Wire):
+    """Model signals a canary must meet before promotion; any unmet bound rolls the deployment back."""
+
+    min_agreement: float | None = Field(None, ge=0, le=1, description="top-1 agreement with the old model")
+    max_latency_p95_ms: float | None = Field(None, gt=0, description="candidate p95 latency on the device")
+    max_latency_ratio: float | None = Field(None, gt=0, description="candidate p95 / serving p95 on the same frames")
+    min_fps: float | None = Field(None, gt=0, description="1000 / candidate p50 latency: what it alone could serve")
+    max_alarm_rate_shift: float | None = Field(None, ge=0, le=1, description="|candidate - serving| alarm rate")
+    min_shadow_frames: int = Field(20, ge=1, description="shadowed frames per device needed before deciding")
+
+
 class IngestBatch(Wire):
     events: list[EventIn] = Field(default_factory=list)
     telemetry: list[TelemetryIn] = Field(default_factory=list)
     dropped: dict[str, int] = Field(
         default_factory=dict, description="per priority class, how many items the full outbox dropped so far"
     )
+    captures: list[CapturedFrame] = Field(default_factory=list, description="frames for labelling (own spool)")
 
 
 class IngestAck(Wire):
     acked: list[int] = Field(description="every seq of the batch now durably stored (new or seen before)")
     duplicates: int = 0
+    captured: list[str] = Field(default_factory=list, description="capture_ids now durably stored")

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from anyio import to_thread
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import edgewise
 from edgewise.core.signing import load_public_key
@@ -19,7 +20,7 @@ from edgewise.fleet.auth import DeviceAuthenticator
 from edgewise.fleet.bundles import BundleCatalog, BundleStore, add_trusted_key
 from edgewise.fleet.context import ServerContext
 from edgewise.fleet.db import Database, open_database
-from edgewise.fleet.errors import install_error_handlers
+from edgewise.fleet.errors import error_response, install_error_handlers
 from edgewise.fleet.forwarding import Forwarder
 from edgewise.fleet.housekeeping import Housekeeper
 from edgewise.fleet.notify import Notifier
@@ -76,6 +77,7 @@ def create_app(settings: ServerSettings, store: BundleStore | None = None) -> Fa
     for router in (device.router, devices.router, deployments.router, data.router, admin.router):
         app.include_router(router, prefix=API_PREFIX)
     _add_optional_parts(app, ctx)
+    app.add_middleware(LimitBodySize, max_bytes=settings.max_body_bytes)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
@@ -86,6 +88,24 @@ def create_app(settings: ServerSettings, store: BundleStore | None = None) -> Fa
         return RedirectResponse("/ui/")
 
     return app
+
+
+class LimitBodySize:
+    """Pure ASGI middleware: refuse a declared body over `max_bytes` before reading it."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            declared = dict(scope["headers"]).get(b"content-length", b"")
+            if declared.isdigit() and int(declared) > self.max_bytes:
+                response = error_response(413, "too_large", f"request body of {int(declared)} bytes is over "
+                                          f"{self.max_bytes}", "send smaller ingest batches")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _add_optional_parts(app: FastAPI, ctx: ServerContext) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 
@@ -111,34 +112,54 @@ class AuthedDevice:
     group: str
 
 
+@dataclass(frozen=True)
+class SignedRequest:
+    """What a device request's signature covers, read on the event loop and checked in a worker."""
+
+    device_id: str
+    method: str
+    path_with_query: str
+    headers: dict[str, str]
+    body: bytes
+
+
 class DeviceAuthenticator:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.nonces = NonceCache()
+        self._nonce_lock = threading.Lock()
+
+    @staticmethod
+    async def read(request: Request) -> SignedRequest:
+        device_id = claimed_device(request.headers)
+        raw_path = request.scope.get("raw_path") or request.url.path.encode()
+        query = request.scope.get("query_string", b"")
+        path_with_query = raw_path.decode("latin-1") + (("?" + query.decode("latin-1")) if query else "")
+        return SignedRequest(device_id, request.method, path_with_query, dict(request.headers.items()),
+                             await request.body())
 
     def _lookup(self, device_id: str) -> tuple[str, bool, str] | None:
-        with self.db.session(write=False) as session:
-            row = session.execute(
+        # A plain connection, not an ORM session: this runs on every device request.
+        with self.db.engine.connect() as connection:
+            row = connection.execute(
                 select(Device.public_key, Device.revoked, Device.group).where(Device.id == device_id)
             ).first()
         return None if row is None else (row[0], row[1], row[2])
 
-    async def authenticate(self, request: Request) -> AuthedDevice:
-        device_id = claimed_device(request.headers)
-        if len(device_id) > 40:
-            raise AuthError("unknown device", "enroll the device first")
-        body = await request.body()
-        found = await to_thread.run_sync(self._lookup, device_id)
+    def verify(self, signed: SignedRequest) -> AuthedDevice:
+        """Blocking (one database read): call it from a worker thread, with the request's own work."""
+        found = self._lookup(signed.device_id) if len(signed.device_id) <= 40 else None
         if found is None:
             raise AuthError("unknown device", "enroll the device first")
         public_key, revoked, group = found
         if revoked:
             raise Forbidden("this device has been revoked", "ask an operator; enroll again with a new token")
-        raw_path = request.scope.get("raw_path") or request.url.path.encode()
-        query = request.scope.get("query_string", b"")
-        path_with_query = raw_path.decode("latin-1") + (("?" + query.decode("latin-1")) if query else "")
-        nonce = verify_signed_request(
-            PublicKey.from_b64(public_key), request.method, path_with_query, request.headers, body
-        )
-        self.nonces.check_and_add(device_id, nonce, time.time())
-        return AuthedDevice(device_id, group)
+        nonce = verify_signed_request(PublicKey.from_b64(public_key), signed.method, signed.path_with_query,
+                                      signed.headers, signed.body)
+        with self._nonce_lock:
+            self.nonces.check_and_add(signed.device_id, nonce, time.time())
+        return AuthedDevice(signed.device_id, group)
+
+    async def authenticate(self, request: Request) -> AuthedDevice:
+        signed = await self.read(request)
+        return await to_thread.run_sync(self.verify, signed)

@@ -68,6 +68,7 @@ class BundleCatalog:
         self.cache_dir = cache_dir
         self._store = store
         self._lock = threading.Lock()
+        self._archives: dict[str, Path] = {}
 
     @property
     def store(self) -> BundleStore:
@@ -112,10 +113,14 @@ class BundleCatalog:
             row = session.get(Bundle, digest)
         if row is None:
             raise NotFound(f"bundle {digest} is not deployed on this server")
-        try:
-            path = Path(self.store.archive_path(row.ref))
-        except RegistryError as error:
-            raise NotFound(f"bundle {row.ref} is gone from the store: {error.message}") from None
+        path = self._archives.get(digest)
+        if path is None or not path.is_file():
+            # Remote (OCI) stores answer archive_path with a registry round trip: ask once per bundle.
+            try:
+                path = Path(self.store.archive_path(row.ref))
+            except RegistryError as error:
+                raise NotFound(f"bundle {row.ref} is gone from the store: {error.message}") from None
+            self._archives[digest] = path
         if path.stat().st_size != row.size_bytes:
             raise InvalidBundle(f"archive of {row.ref} changed size since it was verified; refusing to serve it")
         return path, row

@@ -26,6 +26,7 @@ class Housekeeper:
             changes = advance_all(session)
         self.ctx.announce(changes)
         self._announce_offline(self._last_tick, now)
+        self.ctx.db.checkpoint()
         self._last_tick = now
         if now >= self._next_retention:
             self.apply_retention(now)

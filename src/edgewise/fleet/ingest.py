@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -77,11 +77,10 @@ def store_batch(db: Database, device_id: str, batch: IngestBatch) -> tuple[Inges
         new_telemetry = [_telemetry_row(device_id, t, now) for seq, t in telemetry.items() if seq not in old_telemetry]
         _insert_ignoring_duplicates(session, Event.__table__, new_events)
         _insert_ignoring_duplicates(session, Telemetry.__table__, new_telemetry)
-        device = session.get(Device, device_id)
-        if device is not None:
-            device.last_seen = now
-            if batch.dropped:
-                device.dropped = dict(batch.dropped)
+        seen: dict[str, Any] = {"last_seen": now}
+        if batch.dropped:
+            seen["dropped"] = dict(batch.dropped)
+        session.execute(update(Device).where(Device.id == device_id).values(**seen))
     duplicates = len(batch.events) + len(batch.telemetry) - len(new_events) - len(new_telemetry)
     acked = sorted(set(events) | set(telemetry))
     forwarded = [{k: v for k, v in row.items() if k != "snapshot_jpeg"} | {"has_snapshot": bool(row["snapshot_jpeg"])}

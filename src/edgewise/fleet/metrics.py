@@ -7,13 +7,14 @@ per status) are computed from the database at scrape time, so every replica repo
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edgewise.fleet.context import ServerContext
 from edgewise.fleet.db.models import Deployment, Device
@@ -74,20 +75,39 @@ class ServerMetrics:
         self.ingested_items.labels("duplicate").inc(duplicates)
 
 
+class MeasureRequests:
+    """Pure ASGI middleware (Starlette's decorator form costs a task and a stream per request)."""
+
+    def __init__(self, app: ASGIApp, metrics: ServerMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = [500]
+
+        async def send_and_note(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            # The route template (not the raw path) keeps label cardinality bounded.
+            template = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(scope["method"], template, str(status[0])).inc()
+            self.metrics.latency.labels(scope["method"], template).observe(time.perf_counter() - started)
+
+
 def install_metrics(app: FastAPI, ctx: ServerContext) -> None:
     metrics = ServerMetrics(ctx)
     ctx.metrics = metrics
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        # The route template (not the raw path) keeps label cardinality bounded.
-        template = getattr(route, "path", "unmatched")
-        metrics.requests.labels(request.method, template, str(response.status_code)).inc()
-        metrics.latency.labels(request.method, template).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(MeasureRequests, metrics=metrics)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus_metrics() -> Response:

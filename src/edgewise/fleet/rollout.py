@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from edgewise.core.errors import ConfigError
@@ -155,7 +155,8 @@ def on_device_report(session: Session, device: Device) -> Changes:
     if device.desired_deployment_id is None:
         return changes
     deployment = session.get(Deployment, device.desired_deployment_id, with_for_update=True)
-    if deployment is None or deployment.status != ACTIVE:
+    # A halted deployment still records how its devices end up, but never moves on.
+    if deployment is None or deployment.status not in (ACTIVE, "halted"):
         return changes
     target = session.scalar(select(DeploymentTarget).where(
         DeploymentTarget.deployment_id == deployment.id, DeploymentTarget.device_id == device.id))
@@ -167,26 +168,35 @@ def on_device_report(session: Session, device: Device) -> Changes:
 
 
 def evaluate(session: Session, deployment: Deployment, changes: Changes, now: float | None = None) -> None:
-    """Halt past the threshold; otherwise move to the next batch once this one is done and baked."""
+    """Halt past the threshold; otherwise move to the next batch once this one is done and baked.
+
+    Counts come from SQL aggregates, so a report costs the same whatever the deployment's size.
+    """
     if deployment.status != ACTIVE:
         return
     now = time.time() if now is None else now
     spec = StrategySpec.model_validate(deployment.strategy)
-    reached = session.scalars(select(DeploymentTarget).where(
-        DeploymentTarget.deployment_id == deployment.id, DeploymentTarget.batch <= deployment.current_batch)).all()
-    for target in reached:
-        if target.status in ("assigned", "updating") and target.assigned_at and now - target.assigned_at > \
-                spec.device_timeout_s:
-            previous, target.status, target.finished_at = target.status, "failed", now
-            target.detail = f"no success reported within {spec.device_timeout_s:.0f}s"
-            _record(session, changes, deployment.id, "failed", previous, target.device_id, target.detail)
-    failed = sum(1 for t in reached if t.status == "failed")
-    if reached and failed / len(reached) > spec.failure_threshold:
+    of_this = DeploymentTarget.deployment_id == deployment.id
+    reached_batches = DeploymentTarget.batch <= deployment.current_batch
+    silent = session.scalars(select(DeploymentTarget).where(
+        of_this, reached_batches, DeploymentTarget.status.in_(("assigned", "updating")),
+        DeploymentTarget.assigned_at < now - spec.device_timeout_s)).all()
+    for target in silent:
+        previous, target.status, target.finished_at = target.status, "failed", now
+        target.detail = f"no success reported within {spec.device_timeout_s:.0f}s"
+        _record(session, changes, deployment.id, "failed", previous, target.device_id, target.detail)
+    session.flush()
+    counts = {status: count for status, count in session.execute(
+        select(DeploymentTarget.status, func.count()).where(of_this, reached_batches)
+        .group_by(DeploymentTarget.status))}
+    reached, failed = sum(counts.values()), counts.get("failed", 0)
+    if reached and failed / reached > spec.failure_threshold:
         _set_status(session, deployment, "halted", changes,
-                    f"{failed} of {len(reached)} device(s) failed (threshold {spec.failure_threshold:.0%})")
+                    f"{failed} of {reached} device(s) failed (threshold {spec.failure_threshold:.0%})")
         return
-    current = [t for t in reached if t.batch == deployment.current_batch]
-    if any(t.status not in FINISHED_TARGET for t in current):
+    unfinished = session.scalar(select(func.count()).select_from(DeploymentTarget).where(
+        of_this, DeploymentTarget.batch == deployment.current_batch, DeploymentTarget.status.not_in(FINISHED_TARGET)))
+    if unfinished:
         return
     if deployment.batch_done_at is None:
         deployment.batch_done_at = now
@@ -196,7 +206,7 @@ def evaluate(session: Session, deployment: Deployment, changes: Changes, now: fl
         _record(session, changes, deployment.id, "batch", detail=f"batch {deployment.current_batch + 1} starts")
         _assign_batch(session, deployment, deployment.bundle_digest, deployment.current_batch + 1, changes)
     else:
-        _set_status(session, deployment, "completed", changes, f"{len(reached) - failed} device(s) updated")
+        _set_status(session, deployment, "completed", changes, f"{reached - failed} device(s) updated")
 
 
 def _set_status(session: Session, deployment: Deployment, status: str, changes: Changes, reason: str) -> None:

@@ -22,10 +22,10 @@ class ForwardingSettings(StrictSettings):
     """Where events and device-status changes are pushed as they arrive (both optional)."""
 
     webhook_url: str | None = None
-    webhook_secret: str = Field("", description="HMAC-SHA256 key; the signature goes in X-Edgewise-Webhook-Signature")
-    webhook_max_attempts: int = Field(5, ge=1, le=20)
-    webhook_backoff_s: float = Field(0.5, gt=0, description="first retry delay; doubles at each retry")
-    mqtt_url: str | None = Field(None, description="mqtt://host:port")
+    webhook_secret: str = Field(default="", description="HMAC-SHA256 key; signature in X-Edgewise-Webhook-Signature")
+    webhook_max_attempts: int = Field(default=5, ge=1, le=20)
+    webhook_backoff_s: float = Field(default=0.5, gt=0, description="first retry delay; doubles at each retry")
+    mqtt_url: str | None = Field(default=None, description="mqtt://host:port")
     mqtt_topic_prefix: str = "edgewise"
 
 
@@ -39,9 +39,11 @@ class ServerSettings(StrictSettings):
     tls_key: Path | None = None
     trusted_keys: list[str] = Field(default_factory=list, description="publisher public keys (base64 or .pub paths)")
     agent_config: AgentConfig = Field(default_factory=AgentConfig)
-    offline_after_s: float = Field(35.0, gt=0, description="a device not heard from this long is offline")
-    long_poll_max_s: float = Field(60.0, ge=0)
-    retention_days: float = Field(30.0, gt=0, description="events and telemetry older than this are deleted")
-    tick_s: float = Field(1.0, gt=0, description="how often rollouts, offline checks and retention run")
-    forwarding: ForwardingSettings = Field(default_factory=ForwardingSettings)
-    max_body_bytes: int = Field(8 << 20, description="largest request body accepted (ingest with snapshots)")
+    offline_after_s: float = Field(default=35.0, gt=0, description="a device not heard from this long is offline")
+    long_poll_max_s: float = Field(default=60.0, ge=0)
+    long_poll_recheck_s: float = Field(default=15.0, gt=0, description="a long poll re-reads the database this "
+                                       "often, to see changes made by other replicas")
+    retention_days: float = Field(default=30.0, gt=0, description="events and telemetry older than this are deleted")
+    tick_s: float = Field(default=1.0, gt=0, description="how often rollouts, offline checks and retention run")
+    forwarding: ForwardingSettings = Field(default_factory=lambda: ForwardingSettings())
+    max_body_bytes: int = Field(default=8 << 20, description="largest request body accepted (ingest with snapshots)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -168,9 +169,8 @@ class SimulatedDevice:
         await asyncio.gather(self.heartbeat_loop(until), self.ingest_loop(until), self.desired_loop(until))
 
 
-async def enroll_all(config: SimulationConfig, http: httpx.AsyncClient, stats: SimulationStats
-                     ) -> list[SimulatedDevice]:
-    devices = [SimulatedDevice(i, http, config, stats) for i in range(config.devices)]
+async def enroll_all(config: SimulationConfig, stats: SimulationStats) -> list[SimulatedDevice]:
+    devices = [SimulatedDevice(i, make_client(config), config, stats) for i in range(config.devices)]
     gate = asyncio.Semaphore(config.enroll_concurrency)
 
     async def enroll(device: SimulatedDevice) -> None:
@@ -181,16 +181,31 @@ async def enroll_all(config: SimulationConfig, http: httpx.AsyncClient, stats: S
     return devices
 
 
+_TLS = ssl.create_default_context()
+
+
 def make_client(config: SimulationConfig) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=config.devices * 2 + 20, max_keepalive_connections=config.devices * 2 + 20)
-    return httpx.AsyncClient(base_url=config.server, limits=limits, timeout=60.0)
+    """One small client per device: its long poll plus one request at a time, like a real device.
+
+    A single shared pool of thousands of connections would make the client, not the server, the
+    bottleneck (httpcore scans its pool on every request); the TLS context is shared because
+    building one per client costs milliseconds.
+    """
+    return httpx.AsyncClient(base_url=config.server, limits=httpx.Limits(max_connections=3), timeout=60.0,
+                             verify=_TLS)
+
+
+async def close_all(devices: list[SimulatedDevice]) -> None:
+    await asyncio.gather(*(device.http.aclose() for device in devices))
 
 
 async def run_simulation(config: SimulationConfig, stats: SimulationStats | None = None) -> SimulationStats:
     stats = stats or SimulationStats()
-    async with make_client(config) as http:
-        devices = await enroll_all(config, http, stats)
+    devices = await enroll_all(config, stats)
+    try:
         stats.started = time.monotonic()
         until = stats.started + config.duration_s
         await asyncio.gather(*(device.run(until) for device in devices))
+    finally:
+        await close_all(devices)
     return stats

@@ -21,14 +21,14 @@ StrategyName = Literal["all-at-once", "canary", "staged"]
 
 class StrategySpec(StrictSettings):
     name: StrategyName = "all-at-once"
-    percent: float = Field(10.0, gt=0, le=100, description="canary: share of devices in the first batch")
-    batches: int = Field(3, ge=1, le=100, description="staged: number of equal batches")
-    bake_s: float = Field(0.0, ge=0, le=7 * 86400, description="wait after a batch finishes before the next")
+    percent: float = Field(default=10.0, gt=0, le=100, description="canary: share of devices in the first batch")
+    batches: int = Field(default=3, ge=1, le=100, description="staged: number of equal batches")
+    bake_s: float = Field(default=0.0, ge=0, le=7 * 86400, description="wait after a batch finishes before the next")
     failure_threshold: float = Field(
-        0.0, ge=0, le=1, description="halt when failed / assigned devices exceeds this share"
+        default=0.0, ge=0, le=1, description="halt when failed / assigned devices exceeds this share"
     )
-    require_health: bool = Field(True, description="a device succeeds only once it reports health 'ok'")
-    device_timeout_s: float = Field(900.0, gt=0, description="an assigned device silent this long counts as failed")
+    require_health: bool = Field(default=True, description="a device succeeds only once it reports health 'ok'")
+    device_timeout_s: float = Field(default=900.0, gt=0, description="assigned and silent this long = failed")
 
 
 Planner = Callable[[StrategySpec, list[str]], list[list[str]]]

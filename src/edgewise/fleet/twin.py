@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from edgewise.core.wire import BundleRef, DesiredState, ReportedState
@@ -39,31 +40,42 @@ class ReportOutcome:
     rollout: Changes
     status_change: dict[str, Any] | None = None
     came_online: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def apply_report(session: Session, device_id: str, report: ReportedState, offline_after_s: float) -> ReportOutcome:
-    """Store what the device reports (this is also its heartbeat) and let its deployment react."""
-    device = session.get(Device, device_id, with_for_update=True)
-    if device is None:
+    """Store what the device reports (this is also its heartbeat) and let its deployment react.
+
+    Heartbeats are the most frequent write, so the common case is one SELECT and one UPDATE
+    statement; the ORM object is loaded only for a device inside a deployment.
+    """
+    before = session.execute(
+        select(Device.name, Device.last_seen, Device.health, Device.update_state, Device.current_digest,
+               Device.desired_deployment_id).where(Device.id == device_id)
+    ).first()
+    if before is None:
         raise NotFound(f"device {device_id} not found")
     now = time.time()
-    came_online = device.last_seen is None or now - device.last_seen > offline_after_s
-    before = (device.health, device.update_state, device.current_digest)
-    device.reported = report.model_dump(mode="json")
-    device.last_seen = now
+    came_online = before.last_seen is None or now - before.last_seen > offline_after_s
+    current = report.current_bundle
+    values: dict[str, Any] = {
+        "reported": report.model_dump(mode="json"), "last_seen": now, "health": report.health.status,
+        "update_state": report.update.state, "current_digest": current.digest if current else None,
+        "current_version": current.version if current else None,
+    }
     if report.agent_version:
-        device.agent_version = report.agent_version
+        values["agent_version"] = report.agent_version
     if report.hardware:
-        device.hardware = report.hardware
-    device.current_digest = report.current_bundle.digest if report.current_bundle else None
-    device.current_version = report.current_bundle.version if report.current_bundle else None
-    device.health = report.health.status
-    device.update_state = report.update.state
-    after = (device.health, device.update_state, device.current_digest)
+        values["hardware"] = report.hardware
+    session.execute(update(Device).where(Device.id == device_id).values(**values))
     status_change = None
-    if after != before or came_online:
-        status_change = {"device_id": device.id, "name": device.name, "health": device.health,
-                         "update_state": device.update_state, "bundle_version": device.current_version,
+    if (before.health, before.update_state, before.current_digest) != (
+            values["health"], values["update_state"], values["current_digest"]) or came_online:
+        status_change = {"device_id": device_id, "name": before.name, "health": values["health"],
+                         "update_state": values["update_state"], "bundle_version": values["current_version"],
                          "online": True, "ts": now}
-    return ReportOutcome(on_device_report(session, device), status_change, came_online)
+    rollout = Changes()
+    if before.desired_deployment_id is not None:
+        device = session.get(Device, device_id, with_for_update=True)
+        if device is not None:
+            rollout = on_device_report(session, device)
+    return ReportOutcome(rollout, status_change, came_online)

@@ -71,6 +71,12 @@ def load_checkpoint(path: Path, *, arch: str | None = None, num_classes: int | N
 
 
 def _read(path: Path) -> Any:
+    if _is_torchscript(path):
+        try:
+            return torch.jit.load(str(path), map_location="cpu")
+        except Exception as error:
+            raise ModelError(f"{path} looks like TorchScript but does not load: {error}",
+                             "save it again with torch.jit.save") from error
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as load_error:  # not a pickle we accept: maybe TorchScript
@@ -79,6 +85,16 @@ def _read(path: Path) -> Any:
         except Exception:
             raise ModelError(f"{path} is not a checkpoint edgewise can read ({load_error.__class__.__name__})",
                              "give an edgewise checkpoint, a plain state dict, or a TorchScript file") from None
+
+
+def _is_torchscript(path: Path) -> bool:
+    """TorchScript archives are zips holding `<name>/constants.pkl` and compiled `code/`."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("/constants.pkl") for name in archive.namelist())
 
 
 def _load_own(path: Path, payload: Mapping[str, Any], arch: str | None) -> LoadedModel:

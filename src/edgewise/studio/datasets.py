@@ -92,12 +92,13 @@ class ImageFolder(Dataset[tuple[torch.Tensor, int]]):
             labels.extend([index] * len(files))
         self.labels = torch.tensor(labels, dtype=torch.long)
         self.images = torch.from_numpy(np.stack([load_image(path, image_size) for path in self.files]))
+        self._normalized = normalize(self.images)  # once, not per item and epoch
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = normalize(self.images[index])
+        image = self._normalized[index]
         if self.augment:
             image = _augment(image)
         return image, int(self.labels[index])

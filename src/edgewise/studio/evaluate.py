@@ -30,15 +30,18 @@ class EvalResult:
                 "confusion": self.confusion, "classes": self.classes, "num_samples": self.num_samples}
 
 
-def evaluate(model_path: Path, data_dir: Path, split: str = "test", image_size: int | None = None) -> EvalResult:
-    """Evaluate `model_path` (.onnx, or any checkpoint `load_checkpoint` reads) on `data_dir/split`."""
+def evaluate(model_path: Path, data_dir: Path, split: str = "test", image_size: int | None = None, *,
+             arch: str | None = None) -> EvalResult:
+    """Evaluate `model_path` (.onnx, or any checkpoint `load_checkpoint` reads) on `data_dir/split`.
+
+    `arch` is needed only for a plain state dict."""
     model_path = Path(model_path)
     if not model_path.is_file():
         raise ModelError(f"model file {model_path} does not exist", "check the path (e.g. OUT/best.pt or model.onnx)")
     if model_path.suffix.lower() == ".onnx":
         predict, model_classes, model_size = _onnx_predictor(model_path)
     else:
-        predict, model_classes, model_size = _torch_predictor(model_path)
+        predict, model_classes, model_size = _torch_predictor(model_path, arch)
     size = image_size or model_size or 32
     from edgewise.studio.datasets import ImageFolder, normalize
 
@@ -99,12 +102,12 @@ def _onnx_predictor(path: Path) -> tuple[Predictor, list[str] | None, int | None
     return predict, classes, size
 
 
-def _torch_predictor(path: Path) -> tuple[Predictor, list[str] | None, int | None]:
+def _torch_predictor(path: Path, arch: str | None) -> tuple[Predictor, list[str] | None, int | None]:
     import torch
 
     from edgewise.studio.checkpoints import load_checkpoint
 
-    loaded = load_checkpoint(path)
+    loaded = load_checkpoint(path, arch=arch)
     model = loaded.model.eval()
     anonymous = loaded.meta.get("source") in {"state_dict", "torchscript"}
 

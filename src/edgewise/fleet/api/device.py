@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -22,17 +23,25 @@ from edgewise.core.wire import (
     IngestBatch,
     ReportedState,
 )
-from edgewise.fleet.auth import AuthedDevice
+from edgewise.fleet.auth import AuthedDevice, SignedRequest
 from edgewise.fleet.context import ServerContext, context_of
 from edgewise.fleet.enrollment import enroll
 from edgewise.fleet.ingest import store_batch
-from edgewise.fleet.twin import apply_report, desired_state
+from edgewise.fleet.twin import ReportOutcome, apply_report, desired_state
 
 ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 422, 503)}
 router = APIRouter(tags=["device"], responses=ERRORS)  # type: ignore[arg-type]
 
-# How often a long-polling device re-reads the database, so another replica's change reaches it too.
-RECHECK_S = 5.0
+
+async def signed_request(
+    request: Request,
+    x_edgewise_device: str | None = Header(None, description="device id (see edgewise.core.auth)"),
+    x_edgewise_timestamp: str | None = Header(None),
+    x_edgewise_nonce: str | None = Header(None),
+    x_edgewise_signature: str | None = Header(None),
+) -> SignedRequest:
+    """The request as signed; it is verified inside the handler's worker thread (one thread hop)."""
+    return await context_of(request).devices.read(request)
 
 
 async def current_device(
@@ -76,9 +85,10 @@ async def get_desired(
     request: Request,
     wait: float = Query(0.0, ge=0, le=3600, description="long-poll up to this many seconds for a change"),
     if_none_match: str | None = Header(None),
-    device: AuthedDevice = Depends(current_device),
+    signed: SignedRequest = Depends(signed_request),
 ) -> Response:
     ctx = context_of(request)
+    device = await to_thread.run_sync(ctx.devices.verify, signed)
     seen = _etag_revision(if_none_match)
     deadline = time.monotonic() + min(wait, ctx.settings.long_poll_max_s)
     while True:
@@ -91,7 +101,7 @@ async def get_desired(
             if remaining <= 0:
                 return Response(status_code=304, headers={"ETag": f'"{state.revision}"'})
             try:
-                await asyncio.wait_for(changed.wait(), timeout=min(remaining, RECHECK_S))
+                await asyncio.wait_for(changed.wait(), timeout=min(remaining, ctx.settings.long_poll_recheck_s))
             except asyncio.TimeoutError:
                 pass
         finally:
@@ -99,10 +109,16 @@ async def get_desired(
 
 
 @router.put("/device/state", status_code=204, response_class=Response)
-def put_state(body: ReportedState, request: Request, device: AuthedDevice = Depends(current_device)) -> Response:
+async def put_state(body: ReportedState, request: Request,
+                    signed: SignedRequest = Depends(signed_request)) -> Response:
     ctx = context_of(request)
-    with ctx.db.session() as session:
-        outcome = apply_report(session, device.id, body, ctx.settings.offline_after_s)
+
+    def work() -> ReportOutcome:
+        device = ctx.devices.verify(signed)
+        with ctx.db.session() as session:
+            return apply_report(session, device.id, body, ctx.settings.offline_after_s)
+
+    outcome = await to_thread.run_sync(work)
     ctx.announce(outcome.rollout)
     if outcome.status_change is not None:
         ctx.forwarder.emit("device.status", outcome.status_change)
@@ -111,9 +127,14 @@ def put_state(body: ReportedState, request: Request, device: AuthedDevice = Depe
 
 
 @router.post("/device/ingest", response_model=IngestAck)
-def post_ingest(body: IngestBatch, request: Request, device: AuthedDevice = Depends(current_device)) -> IngestAck:
+async def post_ingest(body: IngestBatch, request: Request,
+                      signed: SignedRequest = Depends(signed_request)) -> IngestAck:
     ctx = context_of(request)
-    ack, new_events = store_batch(ctx.db, device.id, body)
+
+    def work() -> tuple[IngestAck, list[dict[str, Any]]]:
+        return store_batch(ctx.db, ctx.devices.verify(signed).id, body)
+
+    ack, new_events = await to_thread.run_sync(work)
     for event in new_events:
         ctx.forwarder.emit("event", event)
         ctx.notifier.publish("event", event)

@@ -54,7 +54,7 @@ class DevicePage(Page):
 
 
 class DevicePatch(In):
-    group: str | None = Field(None, min_length=1, max_length=64)
+    group: str | None = Field(default=None, min_length=1, max_length=64)
     set_tags: dict[str, str] = Field(default_factory=dict)
     remove_tags: list[str] = Field(default_factory=list)
 
@@ -62,7 +62,7 @@ class DevicePatch(In):
 class DeployRequest(In):
     bundle: str = Field(min_length=1, max_length=300, description="registry reference: name:version or name@digest")
     selector: Selector = Field(default_factory=Selector)
-    strategy: StrategySpec = Field(default_factory=StrategySpec)
+    strategy: StrategySpec = Field(default_factory=lambda: StrategySpec())
 
 
 class DeploymentOut(Out):
@@ -137,7 +137,7 @@ class EventOut(Out):
 
 class EventPage(BaseModel):
     items: list[EventOut]
-    next_before_id: int | None = Field(None, description="pass as before_id for the next (older) page")
+    next_before_id: int | None = Field(default=None, description="pass as before_id for the next (older) page")
 
 
 class TelemetryOut(Out):
@@ -156,11 +156,11 @@ class TelemetryOut(Out):
 
 
 class EnrollmentTokenIn(In):
-    ttl_s: float | None = Field(3600.0, gt=0, le=365 * 86400)
-    uses: int = Field(1, ge=1, le=100_000)
-    group: str = Field("default", min_length=1, max_length=64)
+    ttl_s: float | None = Field(default=3600.0, gt=0, le=365 * 86400)
+    uses: int = Field(default=1, ge=1, le=100_000)
+    group: str = Field(default="default", min_length=1, max_length=64)
     tags: dict[str, str] = Field(default_factory=dict)
-    note: str = Field("", max_length=200)
+    note: str = Field(default="", max_length=200)
 
 
 class EnrollmentTokenOut(BaseModel):
@@ -173,7 +173,7 @@ class EnrollmentTokenOut(BaseModel):
 
 class OperatorTokenIn(In):
     scope: str = Field(pattern="^(read|deploy|admin)$")
-    name: str = Field("", max_length=128)
+    name: str = Field(default="", max_length=128)
 
 
 class OperatorTokenOut(BaseModel):

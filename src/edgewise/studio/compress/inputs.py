@@ -34,19 +34,25 @@ def load_input_model(path: Path) -> InputModel:
         if not size:
             raise ModelError(f"{path} has no fixed input size", "export the model with a fixed height and width")
         return InputModel(path, None, "onnx", [], int(size), onnx_path=path)
-    payload = _try_step_checkpoint(path)
-    if payload is not None:
-        return payload
     from edgewise.studio.checkpoints import load_checkpoint
 
-    loaded = load_checkpoint(path)
+    try:
+        loaded = load_checkpoint(path)  # safe loader (weights_only) first
+    except ModelError:
+        payload = _try_step_checkpoint(path)
+        if payload is None:
+            raise
+        return payload
     if loaded.image_size is None:
         raise ModelError(f"{path} does not record its input size", "use an edgewise checkpoint from `edgewise train`")
     return InputModel(path, loaded.model.eval(), loaded.arch, list(loaded.classes), int(loaded.image_size))
 
 
 def _try_step_checkpoint(path: Path) -> InputModel | None:
-    """A compression step's own `model.pt` (a whole pickled module, since pruning changes shapes)."""
+    """A compression step's own `model.pt` (a whole pickled module, since pruning changes shapes).
+
+    Unpickling runs code: only the safe loader above is tried on arbitrary files first, and this
+    path is meant for step checkpoints that this user's own runs wrote."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception:  # not ours: let the studio checkpoint loader report what it is

@@ -109,6 +109,29 @@ def host_latency(path: Path, image_size: int, runs: int = 60, warmup: int = 10, 
     return Latency(p50_ms=statistics.median(timings), p95_ms=timings[int(0.95 * (len(timings) - 1))])
 
 
+def paired_latency(paths: list[Path], image_size: int, runs: int = 60, warmup: int = 10,
+                   threads: int = 1) -> list[Latency]:
+    """MEASURED batch-1 latency of several models, interleaved run by run so that a busy host
+    slows them all alike: their ratios stay fair even when absolute numbers drift."""
+    sessions = [session(path, threads=threads) for path in paths]
+    names = [sess.get_inputs()[0].name for sess in sessions]
+    sample = np.random.default_rng(0).random((1, 3, image_size, image_size), dtype=np.float32)
+    timings: list[list[float]] = [[] for _ in paths]
+    for _ in range(warmup):
+        for sess, name in zip(sessions, names, strict=True):
+            sess.run(None, {name: sample})
+    for _ in range(runs):
+        for index, (sess, name) in enumerate(zip(sessions, names, strict=True)):
+            start = time.perf_counter()
+            sess.run(None, {name: sample})
+            timings[index].append((time.perf_counter() - start) * 1e3)
+    results = []
+    for series in timings:
+        series.sort()
+        results.append(Latency(p50_ms=statistics.median(series), p95_ms=series[int(0.95 * (len(series) - 1))]))
+    return results
+
+
 @dataclass(frozen=True)
 class GraphCounts:
     params: int
@@ -202,6 +225,8 @@ def _node_macs(node: onnx.NodeProto, shapes: dict, initializers: dict) -> float:
 
 def max_output_diff(path_a: Path, path_b: Path, images: np.ndarray) -> float:
     """Largest absolute difference of the two models' outputs on `images`."""
-    a = session(path_a).run(None, {session(path_a).get_inputs()[0].name: images})[0]
-    b = session(path_b).run(None, {session(path_b).get_inputs()[0].name: images})[0]
-    return float(np.max(np.abs(a.astype(np.float32) - b.astype(np.float32))))
+    outputs = []
+    for path in (path_a, path_b):
+        sess = session(path)
+        outputs.append(sess.run(None, {sess.get_inputs()[0].name: images})[0].astype(np.float32))
+    return float(np.max(np.abs(outputs[0] - outputs[1])))

@@ -71,6 +71,7 @@ def run_compression(
             progress.update(task, description=f"step {index}/{len(steps)}: {step.name}")
             records.append(runner.run_step(index, step, records))
             progress.advance(task)
+    records = _remeasure_latency_paired(records, source.image_size, options)
     if sha256_file(source.path) != input_hash:
         raise RuntimeError(f"input model {source.path} changed during compression")  # a bug, never expected
     report = _assemble(source, input_hash, bundle, data, target, recipe, records, options)
@@ -143,8 +144,8 @@ class _Runner:
         path = state.onnx_path
         counts = measure.count_graph(path)
         accuracy = measure.onnx_accuracy(path, state.data.test)
-        latency = measure.host_latency(path, state.image_size, runs=self.options.latency_runs,
-                                       threads=self.options.latency_threads)
+        latency = measure.host_latency(path, state.image_size, runs=max(10, self.options.latency_runs // 4),
+                                       threads=self.options.latency_threads)  # a first look; see paired below
         check = check_model(path, state.precision, self.target, counts)
         base = previous[0].metrics if previous else None
         size = path.stat().st_size
@@ -159,15 +160,33 @@ class _Runner:
         notes = list(state.notes)
         if check.est_latency_ms is None:
             notes.append(f"no latency estimate: {self.target.name} has no {state.precision} throughput")
-        flags = _flags(metrics, state.precision, previous)
         return StepRecord(
             index=index, name=name, params=params, dir=str(state.work_dir), model_path=str(path),
             checkpoint_path=str(checkpoint) if checkpoint else None, precision=state.precision, metrics=metrics,
-            target_check=check, flags=flags, notes=notes, details=dict(state.details), seconds=round(seconds, 2),
+            target_check=check, flags=[], notes=notes, details=dict(state.details), seconds=round(seconds, 2),
         )
 
 
-def _flags(metrics: StepMetrics, precision: str, previous: list[StepRecord]) -> list[str]:
+def _remeasure_latency_paired(records: list[StepRecord], image_size: int, options: RunOptions) -> list[StepRecord]:
+    """Final host latencies: every kept model timed interleaved with the others, then flags."""
+    latencies = measure.paired_latency([Path(r.model_path) for r in records], image_size,
+                                       runs=options.latency_runs, threads=options.latency_threads)
+    base = latencies[0].p50_ms
+    updated: list[StepRecord] = []
+    for record, latency in zip(records, latencies, strict=True):
+        metrics = record.metrics.model_copy(update={
+            "host_latency_ms": round(latency.p50_ms, 4), "host_latency_p95_ms": round(latency.p95_ms, 4),
+            "host_speedup": round(base / latency.p50_ms, 3)})
+        record = record.model_copy(update={"metrics": metrics})
+        weights_only = record.name == "distill" and not record.params.get("student")
+        record.flags = _flags(metrics, record.precision, updated, expect_smaller=not weights_only)
+        updated.append(record)
+    return updated
+
+
+def _flags(metrics: StepMetrics, precision: str, previous: list[StepRecord], expect_smaller: bool = True) -> list[str]:
+    """Red flags. `expect_smaller` is False only for fine-tuning by distillation, which changes
+    weights, never shapes, so an unchanged size is its design rather than a failure."""
     if not previous:
         return []
     flags: list[str] = []
@@ -175,7 +194,7 @@ def _flags(metrics: StepMetrics, precision: str, previous: list[StepRecord]) -> 
     if metrics.host_latency_ms > before.host_latency_ms * SLOWER_TOLERANCE:
         flags.append(f"SLOWER on this host than the step before: {metrics.host_latency_ms:.3f} ms vs "
                      f"{before.host_latency_ms:.3f} ms (measured)")
-    if metrics.file_size_bytes >= before.file_size_bytes * 0.99:
+    if expect_smaller and metrics.file_size_bytes >= before.file_size_bytes * 0.99:
         flags.append(f"NO SMALLER after export: {metrics.file_size_bytes} bytes vs {before.file_size_bytes}")
     baseline = previous[0].metrics
     if precision.startswith("int8") and metrics.host_latency_ms >= baseline.host_latency_ms / SLOWER_TOLERANCE:

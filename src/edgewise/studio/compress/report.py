@@ -135,6 +135,12 @@ def plot_pareto(report: CompressionReport, path: Path) -> Path:
         left.annotate(label, (m.host_latency_ms, m.accuracy), fontsize=8)
         right.scatter(m.file_size_bytes / 1024, m.accuracy, color=color)
         right.annotate(label, (m.file_size_bytes / 1024, m.accuracy), fontsize=8)
+    for axis, cost in ((left, lambda m: m.host_latency_ms), (right, lambda m: m.file_size_bytes / 1024)):
+        front = pareto_front([(cost(r.metrics), r.metrics.accuracy) for r in report.steps])
+        costs, accuracies = [c for c, _ in front], [a for _, a in front]
+        axis.plot(costs, accuracies, color="tab:green", linestyle="--", marker="s", markersize=9, fillstyle="none",
+                  linewidth=1, label="Pareto front")
+        axis.legend(loc="lower right", fontsize=8)
     left.set(xlabel="host latency, batch 1 (ms, measured)", ylabel="accuracy (%)", title="accuracy vs latency")
     right.set(xlabel="file size (KiB)", ylabel="accuracy (%)", title="accuracy vs size")
     figure.suptitle(f"{report.recipe['name']} for {report.target['name']} (red: flagged step)")
@@ -142,6 +148,15 @@ def plot_pareto(report: CompressionReport, path: Path) -> Path:
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(cost, accuracy) points no other point beats on both: lower cost and higher accuracy."""
+    front: list[tuple[float, float]] = []
+    for cost, accuracy in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not front or accuracy > front[-1][1]:
+            front.append((cost, accuracy))
+    return front
 
 
 def write_report(report: CompressionReport, out_dir: Path) -> dict[str, Path]:

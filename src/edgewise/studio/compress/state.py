@@ -41,6 +41,3 @@ class CompressState:
     notes: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
-
-    def step_notes(self) -> list[str]:
-        return list(self.notes)

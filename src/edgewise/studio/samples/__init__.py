@@ -31,7 +31,13 @@ def write_sample(
         raise ConfigError(f"--size {size} is too small", "use --size 12 or more so every split gets each class")
     if not 8 <= image_size <= 512:
         raise ConfigError(f"--image-size {image_size} is out of range", "use an image size between 8 and 512")
-    return writer(Path(out_dir), size=size, seed=seed, image_size=image_size)
+    out_dir = Path(out_dir)
+    existing = [split for split in SPLITS if (out_dir / split).exists()]
+    if existing:
+        # Writing over an older sample would mix two datasets (and their digests) silently.
+        raise ConfigError(f"{out_dir} already holds a dataset ({', '.join(split + '/' for split in existing)})",
+                          "choose a new folder, or delete the old one first")
+    return writer(out_dir, size=size, seed=seed, image_size=image_size)
 
 
 __all__ = ["SAMPLES", "SPLITS", "write_sample"]

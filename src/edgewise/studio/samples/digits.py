@@ -36,7 +36,14 @@ def write_digits(out_dir: Path, *, size: int | None, seed: int, image_size: int)
     images, labels = _load_digits()
     rng = np.random.default_rng(seed)
     if size is not None and size < len(labels):
-        chosen = np.sort(rng.choice(len(labels), size=size, replace=False))
+        if size < 3 * len(CLASSES):
+            raise ConfigError(f"--size {size} is too small for 10 digit classes", "use --size 30 or more")
+        # Equal share per class, so every split still holds every digit.
+        chosen = np.concatenate([
+            rng.permutation(np.flatnonzero(labels == digit))[: size // len(CLASSES) + (digit < size % len(CLASSES))]
+            for digit in range(len(CLASSES))
+        ])
+        chosen.sort()
         images, labels = images[chosen], labels[chosen]
     for split, indices in split_indices(labels, rng).items():
         for index in indices:

@@ -21,7 +21,7 @@ from edgewise.studio.tune.results import best_trials
 @dataclass(frozen=True)
 class ExportedTrial:
     trial_number: int
-    checkpoint_path: Path
+    checkpoint_path: Path | None
     onnx_path: Path
     params_path: Path
 
@@ -44,26 +44,36 @@ def choose_trial(study: optuna.Study, trial_number: int | None) -> optuna.trial.
 
 
 def export_best(study: optuna.Study, out_dir: Path, trial_number: int | None = None) -> ExportedTrial:
-    """Copy the trial's checkpoint and export it to ONNX under `out_dir`."""
+    """Copy the trial's checkpoint and ONNX model (exporting the checkpoint when the trial kept none)."""
     trial = choose_trial(study, trial_number)
-    source = trial.user_attrs.get("checkpoint_path")
-    if not source or not Path(source).is_file():
+    checkpoint_source = _existing(trial.user_attrs.get("checkpoint_path"))
+    onnx_source = _existing(trial.user_attrs.get("onnx_path"))
+    if checkpoint_source is None and onnx_source is None:
         raise ModelError(
-            f"trial {trial.number} has no checkpoint on this machine ({source or 'none recorded'})",
+            f"trial {trial.number} has no model file on this machine",
             "run `tune best` where the trial ran, or share the runs folder between workers",
         )
-    from edgewise.studio.checkpoints import load_checkpoint
-    from edgewise.studio.tune.measure import measure_model
-
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = out_dir / "model.pt"
-    shutil.copyfile(source, checkpoint)
-    loaded = load_checkpoint(checkpoint)
-    image_size = int(trial.user_attrs.get("image_size") or getattr(loaded, "image_size", 32))
-    measure = measure_model(loaded.model, out_dir / "model.onnx", image_size)
+    onnx_path = out_dir / "model.onnx"
+    if checkpoint_source is not None:
+        shutil.copyfile(checkpoint_source, checkpoint)
+    if onnx_source is not None:  # the measured (possibly compressed) model itself
+        shutil.copyfile(onnx_source, onnx_path)
+    else:
+        from edgewise.studio.checkpoints import load_checkpoint
+        from edgewise.studio.tune.measure import measure_model
+
+        loaded = load_checkpoint(checkpoint)
+        image_size = int(trial.user_attrs.get("image_size") or loaded.image_size or 32)
+        measure_model(loaded.model, onnx_path, image_size)
     params_path = out_dir / "trial.json"
     params_path.write_text(json.dumps({
         "study": study.study_name, "trial": trial.number, "values": trial.values, "params": trial.params,
-        "host_latency_ms": measure.host_latency_ms, "onnx_size_bytes": measure.size_bytes,
+        "user_attrs": trial.user_attrs,
     }, indent=2, default=str))
-    return ExportedTrial(trial.number, checkpoint, measure.onnx_path, params_path)
+    return ExportedTrial(trial.number, checkpoint if checkpoint.exists() else None, onnx_path, params_path)
+
+
+def _existing(path: object) -> Path | None:
+    return Path(str(path)) if path and Path(str(path)).is_file() else None

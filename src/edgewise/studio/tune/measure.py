@@ -48,7 +48,9 @@ def measure_model(model: torch.nn.Module, onnx_path: Path, image_size: int, thre
     return ModelMeasure(onnx_path, float(result.p50_ms), size, macs, float(size))
 
 
-def _measure_with_compress_helpers(model: torch.nn.Module, onnx_path: Path, image_size: int, threads: int) -> ModelMeasure:
+def _measure_with_compress_helpers(
+    model: torch.nn.Module, onnx_path: Path, image_size: int, threads: int
+) -> ModelMeasure:
     from edgewise.studio.compress.measure import count_graph, export_model, host_latency
 
     export_model(model, onnx_path, image_size)

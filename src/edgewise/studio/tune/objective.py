@@ -87,7 +87,7 @@ class TrainingObjective:
     ) -> None:
         from edgewise.studio.train import TrainConfig
 
-        self.space, self.data_dir, self.out_root = space, Path(data_dir), Path(out_root)
+        self.space, self.data_dir, self.out_root = space, Path(data_dir), Path(out_root).resolve()
         self.objectives, self.constraint, self.progress = objectives, constraint, progress
         self.num_threads = num_threads
         unknown = sorted((set(space.params) | set(space.fixed)) - set(TrainConfig.model_fields))

@@ -103,6 +103,7 @@ class SearchSpace(BaseModel):
     """Parsed, validated search space; `distributions()` gives what Optuna samples from."""
 
     model_config = ConfigDict(extra="forbid")
+    kind: Literal["train", "recipe"] = "train"  # recipe: trials choose compression steps (tune/recipe.py)
     params: dict[str, Param] = Field(min_length=1)
     fixed: dict[str, Any] = Field(default_factory=dict)
 

@@ -101,7 +101,8 @@ def load_study(name: str, storage: str | None) -> optuna.Study:
         return optuna.load_study(study_name=name, storage=backend)
     except KeyError:
         known = ", ".join(s.study_name for s in optuna.get_all_study_summaries(backend)) or "none"
-        raise ConfigError(f"no study named {name!r} in {redact(storage_url(storage))}", f"known studies: {known}") from None
+        where = redact(storage_url(storage))
+        raise ConfigError(f"no study named {name!r} in {where}", f"known studies: {known}") from None
 
 
 def worker_id() -> str:

@@ -27,7 +27,9 @@ class PruneParams(StepParams):
     target_macs_ratio: float = Field(0.5, gt=0, lt=1, description="channel: keep this fraction of MACs")
     sparsity: float = Field(0.5, gt=0, lt=1, description="magnitude: fraction of weights set to zero")
     scope: Literal["global", "layer"] = "global"
-    round_to: int | None = Field(None, ge=1, description="channel counts multiple of this (hardware friendly)")
+    # CPU (MLAS NCHWc), GPU tensor cores and NPUs compute channels in blocks of 8: ragged counts are
+    # padded back up, so they save MACs on paper only (measured: 1.36x vs 1.94x at ~0.45x MACs).
+    round_to: int | None = Field(8, ge=1, description="keep channel counts a multiple of this; None: any count")
     fine_tune_epochs: int = Field(3, ge=0)
     distill: bool = True
     temperature: float = Field(4.0, gt=0)
@@ -79,6 +81,9 @@ class Prune(Step):
             pruner.step()
             macs, params = tp.utils.count_ops_and_params(model, example)
         ratio = macs / base_macs
+        if ratio > self.params.target_macs_ratio:
+            state.notes.append(f"MAC target {self.params.target_macs_ratio} NOT reached (stopped at {ratio:.2f}x): "
+                               "the dependency graph left too few prunable channels")
         state.details.update(macs_before=int(base_macs), macs_after=int(macs), macs_ratio=round(ratio, 3),
                              params_before=int(base_params), params_after=int(params))
         state.notes.append(f"channel pruning: MACs {ratio:.2f}x of before (target {self.params.target_macs_ratio}), "

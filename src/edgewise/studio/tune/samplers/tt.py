@@ -2,8 +2,8 @@
 
 Implements the method of
 
-    A. Batsulin, K. Sozykin, I. Oseledets et al., "PROTES: Probabilistic Optimization with
-    Tensor Sampling", NeurIPS 2023 (arXiv:2301.12162),
+    A. Batsulina, A. Chertkov, G. Ryzhakov, I. Oseledets, "PROTES: Probabilistic Optimization
+    with Tensor Sampling", NeurIPS 2023 (arXiv:2301.12162),
 
 which builds on the tensor-train black-box optimiser TTOpt (K. Sozykin, A. Chertkov, R. Schutski,
 A.-H. Phan, A. Cichocki, I. Oseledets, "TTOpt: A Maximum Volume Quantized Tensor Train-based
@@ -13,8 +13,15 @@ Every parameter is discretised (categoricals as is, ints by value, floats on a l
 so the space is a d-dimensional grid. A probability distribution over that grid is held in TT
 format (`TTDistribution`, rank r, O(d n r^2) numbers instead of n^d). Trials are drawn from it in
 generations of `batch_size`; after each generation the `elite_size` best trials become targets of
-a few Adam steps of gradient ascent on their log-likelihood, so mass moves towards good regions
-while the low-rank structure shares what was learned across the whole grid.
+`gradient_steps` Adam steps of gradient ascent on their log-likelihood, so mass moves towards good
+regions while the low-rank structure shares what was learned across the whole grid.
+
+Adapted to hyperparameter budgets (tens to hundreds of trials, where PROTES uses 100 samples per
+iteration over 10^4+ evaluations): by default a generation is one trial and the elite is the top 5
+of all trials so far (`elite_from="all"`), and with probability `local_moves` a trial is the best
+point so far with one coordinate redrawn from the TT conditional p(x_k | x_-k) mixed 50/50 with
+uniform; grid points already tried are not proposed again. `benchmarks/tune.py` measures these
+defaults against grid, random and TPE.
 
 The distribution is a pure function of the seed and of the finished trials (sorted by number),
 so any worker, or a resumed run, rebuilds it from the Optuna storage: it works with RDB storages,
@@ -49,14 +56,14 @@ class TensorTrainSampler(BaseSampler):
         search_space: dict[str, BaseDistribution] | None = None,
         *,
         rank: int = 4,
-        batch_size: int = 10,
-        elite_size: int = 3,
-        learning_rate: float = 0.05,
+        batch_size: int = 1,
+        elite_size: int = 5,
+        learning_rate: float = 0.03,
         gradient_steps: int = 1,
-        elite_from: str = "batch",
+        elite_from: str = "all",
         float_levels: int = 16,
         avoid_duplicates: bool = True,
-        local_moves: float = 0.3,
+        local_moves: float = 0.7,
         objective_weights: Sequence[float] | None = None,
         seed: int | None = None,
     ) -> None:

@@ -1,0 +1,213 @@
+"""Fleet server benchmark: N simulated devices over loopback HTTP against a real server.
+
+    .venv/bin/python benchmarks/fleet.py                       # N = 100 and 1000, SQLite and PostgreSQL
+    .venv/bin/python benchmarks/fleet.py --devices 100 --db sqlite --duration 20
+
+Each device heartbeats (PUT state) every 10 s, produces 1 event/s sent in batches every 5 s
+(the agent's default sync interval), and long-polls its desired state. After a warm-up the
+benchmark deploys a signed bundle to every device (all-at-once) and times until the last device
+reports it installed. The server runs in its own process (one uvicorn worker); the "ceiling" row is
+a minimal FastAPI endpoint under the same request pattern, the best the stack could do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.services import create_database, free_port, start_postgres, wait_for_port  # noqa: E402
+
+from edgewise.core.bundle import create_bundle, sign_bundle  # noqa: E402
+from edgewise.core.manifest import InputSpec, Manifest, Variant  # noqa: E402
+from edgewise.core.signing import PrivateKey  # noqa: E402
+from edgewise.core.wire import API_PREFIX  # noqa: E402
+from edgewise.fleet.auth import create_operator_token  # noqa: E402
+from edgewise.fleet.db import open_database  # noqa: E402
+from edgewise.fleet.enrollment import create_enrollment_token  # noqa: E402
+from edgewise.fleet.simulator import SimulationConfig, SimulationStats, close_all, enroll_all  # noqa: E402
+
+CEILING_APP = '''
+from fastapi import FastAPI, Request
+app = FastAPI()
+@app.api_route("/{path:path}", methods=["GET", "PUT", "POST"])
+async def echo(path: str, request: Request) -> dict:
+    await request.body()
+    return {"ok": True}
+'''
+
+
+@dataclass
+class Row:
+    target: str
+    devices: int
+    events_per_s: float
+    p50_ms: float
+    p99_ms: float
+    rollout_s: float | None
+    errors: int
+
+
+def make_bundle(workdir: Path, key: PrivateKey) -> tuple[Path, str]:
+    from edgewise.registry import open_store
+
+    model = workdir / "model.onnx"
+    model.write_bytes(os.urandom(64 * 1024))
+    manifest = Manifest(name="bench", version="1.0.0", labels=["x"], input=InputSpec(shape=[1, 3, 32, 32],
+                        resize=[32, 32]), variants=[Variant(name="cpu", file="model.onnx")])
+    create_bundle(workdir / "bundle", manifest, {"model.onnx": model})
+    sign_bundle(workdir / "bundle", key)
+    store = workdir / "store"
+    published = open_store(store).publish(workdir / "bundle")
+    return store, published.ref
+
+
+def start_process(argv: list[str], port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_for_port(port, 60, process)
+    return process
+
+
+async def drive(config: SimulationConfig, deploy: tuple[str, str, float] | None
+                ) -> tuple[SimulationStats, float | None]:
+    """Run the devices; with `deploy=(admin_token, bundle_ref, at_s)` roll the bundle out mid-run."""
+    stats = SimulationStats()
+    devices = await enroll_all(config, stats)
+    stats.latencies_ms.clear()
+    stats.started = time.monotonic()
+    until = stats.started + config.duration_s
+    runs = asyncio.gather(*(device.run(until) for device in devices))
+    rollout_s: float | None = None
+    if deploy is not None:
+        token, ref, at_s = deploy
+        await asyncio.sleep(at_s)
+        started = time.monotonic()
+        async with httpx.AsyncClient(base_url=config.server + API_PREFIX, timeout=120,
+                                     headers={"Authorization": f"Bearer {token}"}) as operator:
+            response = await operator.post("/deployments", json={"bundle": ref, "selector": {}})
+        response.raise_for_status()
+        while len(stats.updates) < config.devices and time.monotonic() < until:
+            await asyncio.sleep(0.05)
+        if len(stats.updates) == config.devices:
+            rollout_s = max(stats.updates.values()) - started
+    await runs
+    await close_all(devices)
+    return stats, rollout_s
+
+
+async def drive_ceiling(url: str, devices: int, duration_s: float) -> SimulationStats:
+    """The same request pattern (heartbeat 10 s, batch every 5 s) against the minimal endpoint."""
+    import json
+    import random
+
+    stats = SimulationStats()
+    until = time.monotonic() + duration_s
+    body = json.dumps({"events": [{"seq": i, "ts": 0.0, "type": "detection"} for i in range(5)]}).encode()
+
+    async def loop(kind: str, period: float, client: httpx.AsyncClient) -> None:
+        await asyncio.sleep(random.uniform(0, period))
+        while time.monotonic() < until:
+            started = time.monotonic()
+            try:
+                response = await client.post(f"/{kind}", content=body, headers={"Content-Type": "application/json"})
+            except httpx.HTTPError:
+                stats.errors += 1
+                await asyncio.sleep(period)
+                continue
+            stats.record(kind, time.monotonic() - started)
+            if kind == "ingest" and response.status_code == 200:
+                stats.events_acked += 5
+            await asyncio.sleep(period)
+
+    clients = [httpx.AsyncClient(base_url=url, limits=httpx.Limits(max_connections=2), timeout=60.0)
+               for _ in range(devices)]
+    await asyncio.gather(*(loop(k, p, c) for c in clients for k, p in (("state", 10.0), ("ingest", 5.0))))
+    await asyncio.gather(*(c.aclose() for c in clients))
+    return stats
+
+
+def run_fleet(db_kind: str, devices: int, duration_s: float, workdir: Path, pg_url: str | None) -> Row:
+    key = PrivateKey.generate()
+    (workdir / "key.pub").write_text(key.public.b64)
+    store, ref = make_bundle(workdir, key)
+    db_url = f"sqlite:///{workdir / 'fleet.db'}" if db_kind == "sqlite" else str(pg_url)
+    database = open_database(db_url)
+    admin = create_operator_token(database, "admin", "bench")
+    enroll, _row = create_enrollment_token(database, ttl_s=3600, uses=devices)
+    database.dispose()
+    port = free_port()
+    server = start_process([sys.executable, "-m", "edgewise", "server", "--db", db_url, "--store", str(store),
+                            "--port", str(port), "--trust", str(workdir / "key.pub"), "--log-level", "warning"], port)
+    try:
+        config = SimulationConfig(server=f"http://127.0.0.1:{port}", devices=devices, enroll_token=enroll,
+                                  duration_s=duration_s, event_rate=1.0, heartbeat_s=10.0, batch_interval_s=5.0)
+        stats, rollout_s = asyncio.run(drive(config, (admin, ref, duration_s / 3)))
+    finally:
+        server.terminate()
+        server.wait(30)
+    kinds = ("state", "ingest")
+    return Row(f"edgewise ({db_kind})", devices, stats.events_acked / duration_s, stats.percentile(50, kinds),
+               stats.percentile(99, kinds), rollout_s, stats.errors)
+
+
+def run_ceiling(devices: int, duration_s: float, workdir: Path) -> Row:
+    (workdir / "ceiling_app.py").write_text(CEILING_APP)
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "ceiling_app:app", "--port", str(port),
+                               "--log-level", "warning", "--no-access-log"], cwd=workdir,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(port, 60, server)
+    try:
+        stats = asyncio.run(drive_ceiling(f"http://127.0.0.1:{port}", devices, duration_s))
+    finally:
+        server.terminate()
+        server.wait(30)
+    return Row("minimal FastAPI (ceiling)", devices, stats.events_acked / duration_s, stats.percentile(50, ("state",
+               "ingest")), stats.percentile(99, ("state", "ingest")), None, stats.errors)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--devices", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--db", nargs="+", default=["sqlite", "postgresql"], choices=["sqlite", "postgresql"])
+    parser.add_argument("--duration", type=float, default=45.0, help="seconds of load per configuration")
+    parser.add_argument("--no-ceiling", action="store_true")
+    args = parser.parse_args()
+    rows: list[Row] = []
+    postgres = start_postgres() if "postgresql" in args.db else None
+    try:
+        for devices in args.devices:
+            if not args.no_ceiling:
+                with tempfile.TemporaryDirectory() as tmp:
+                    rows.append(run_ceiling(devices, args.duration, Path(tmp)))
+                    print(rows[-1], flush=True)
+            for db_kind in args.db:
+                with tempfile.TemporaryDirectory() as tmp:
+                    pg_url = create_database(postgres, f"bench_{devices}_{int(time.time())}") if postgres else None
+                    rows.append(run_fleet(db_kind, devices, args.duration, Path(tmp), pg_url))
+                    print(rows[-1], flush=True)
+    finally:
+        if postgres is not None:
+            postgres.stop()
+    print()
+    print("| server | devices | events/s | p50 ms | p99 ms | rollout to all (s) | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        rollout = "-" if row.rollout_s is None else f"{row.rollout_s:.1f}"
+        print(f"| {row.target} | {row.devices} | {row.events_per_s:.0f} | {row.p50_ms:.1f} | {row.p99_ms:.1f} | "
+              f"{rollout} | {row.errors} |")
+
+
+if __name__ == "__main__":
+    main()

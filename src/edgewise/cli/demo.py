@@ -1,0 +1,23 @@
+"""`edgewise demo`: data -> model -> signed bundles -> a fleet of agents, on one machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def demo(
+    devices: int = typer.Option(3, "--devices", min=1, max=50, help="how many agent processes to start"),
+    keep_running: bool = typer.Option(False, "--keep-running", help="leave server and agents up for the browser"),
+    work_dir: Path = typer.Option(Path("demo-run"), "--dir", help="where data, models, bundles and logs go"),
+) -> None:
+    """Run the whole story: sample data, train, compress, sign, publish, deploy to N agents (canary)."""
+    from edgewise.demo.fleet_stage import FleetPlan
+    from edgewise.demo.run import DemoOptions, run_demo
+
+    run_demo(DemoOptions(work_dir=work_dir, keep_running=keep_running, fleet=FleetPlan(devices=devices)))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)

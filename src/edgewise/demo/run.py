@@ -1,0 +1,82 @@
+"""The demo from start to end; `edgewise demo` calls `run_demo`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from edgewise.core.errors import EdgewiseError
+from edgewise.core.signing import PrivateKey, load_private_key, write_key_pair
+from edgewise.demo import summary
+from edgewise.demo.fleet_stage import DemoFleet, FleetPlan
+from edgewise.demo.studio_stage import BUNDLE_NAME, StudioPlan, build_bundles
+
+
+@dataclass
+class DemoOptions:
+    work_dir: Path = Path("demo-run")
+    keep_running: bool = False
+    run_seconds_after_rollout: float = 10.0
+    studio: StudioPlan = field(default_factory=StudioPlan)
+    fleet: FleetPlan = field(default_factory=FleetPlan)
+
+
+def run_demo(options: DemoOptions, console: Console | None = None) -> list[summary.DeviceSummary]:
+    console = console or Console()
+    started = time.monotonic()
+
+    def say(message: str) -> None:
+        console.print(f"[dim]{time.monotonic() - started:6.1f}s[/dim] {message}")
+
+    work = options.work_dir.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    key_path = work / "publisher.key"
+    key = load_private_key(key_path) if key_path.exists() else _new_key(key_path)
+    store_url = str(work / "registry")
+    built = build_bundles(work, key, store_url, options.studio, say)
+    fleet = DemoFleet(work, store_url, key_path.with_name(key_path.name + ".pub"), options.fleet, say)
+    try:
+        fleet.start()
+        for bundle in built:
+            fleet.roll_out(bundle.published.ref)
+        say(f"both bundles rolled out; letting the cameras run {options.run_seconds_after_rollout:.0f}s more")
+        time.sleep(options.run_seconds_after_rollout)
+        assert fleet.operator is not None  # noqa: S101 - start() ran
+        rows = summary.collect(fleet.operator)
+        summary.render(rows, console)
+        for bundle in built:
+            console.print(f"  {bundle.published.ref}: test accuracy {bundle.test_accuracy:.1%} (fp32), "
+                          f"deployed int8 accuracy {_pct(bundle.int8_accuracy)}, size {_kb(bundle.size_bytes)}")
+        issues = summary.problems(rows, built[-1].published.version, options.fleet.devices)
+        if issues:
+            raise EdgewiseError("demo finished with problems: " + "; ".join(issues), f"see the logs in {work / 'logs'}")
+        console.print(f"[green]done in {time.monotonic() - started:.0f}s[/green]. Dashboard: {fleet.url}/ui/ "
+                      f"(work dir {work})")
+        if options.keep_running:
+            console.print("--keep-running: the server and agents stay up; press Ctrl-C to stop")
+            while True:
+                fleet.group.check_alive()
+                time.sleep(2)
+        return rows
+    finally:
+        fleet.stop()
+
+
+def _new_key(path: Path) -> PrivateKey:
+    key = PrivateKey.generate()
+    write_key_pair(key, path)
+    return key
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}" if value <= 1 else f"{value:.1f}%"
+
+
+def _kb(value: int | None) -> str:
+    return "n/a" if value is None else f"{value / 1024:.0f} KiB"
+
+
+__all__ = ["BUNDLE_NAME", "DemoOptions", "run_demo"]
