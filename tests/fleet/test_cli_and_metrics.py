@@ -76,3 +76,16 @@ def test_metrics_expose_requests_and_fleet_gauges(sqlite_fleet: RunningServer) -
     assert 'edgewise_devices_by_health{health="ok"} 1.0' in text
     assert 'edgewise_ingested_total{kind="event"} 1.0' in text
     assert 'method="PUT",route="/device/state",status="204"' in text
+
+
+def test_simulate_command_runs_devices_against_the_server(sqlite_fleet: RunningServer,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    token = sqlite_fleet.enrollment_token(uses=3)
+    code, out, err = run_cli(capsys, "simulate", "--server", sqlite_fleet.url, "--devices", "3", "--enroll-token",
+                             token, "--duration", "2", "--heartbeat", "0.5")
+    assert code == 0, err
+    assert "events acked" in out and "0 error(s)" in out
+    assert sqlite_fleet.operator("read").get("/devices").json()["total"] == 3
+    code, _, err = run_cli(capsys, "simulate", "--server", sqlite_fleet.url, "--devices", "1", "--enroll-token",
+                           token, "--duration", "1")
+    assert code == 1 and "could not enroll" in err  # the token is used up: enrollment is refused

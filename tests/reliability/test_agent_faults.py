@@ -23,7 +23,8 @@ from tests.services import free_port
 pytestmark = pytest.mark.reliability
 
 # One device per state, all in one canary rollout: the canary dies first, the rest after the bake.
-CRASH_IN = {"crash-1": "download", "crash-2": "activate", "crash-3": "health-check"}
+STATES = ("download", "verify", "install", "activate", "health-check", "commit")
+CRASH_IN = {f"crash-{i + 1}": state for i, state in enumerate(STATES)}
 
 
 def test_kill_9_agents_in_update_states_within_a_rollout_recover(live_server, tmp_path, publisher, table) -> None:
@@ -35,7 +36,7 @@ def test_kill_9_agents_in_update_states_within_a_rollout_recover(live_server, tm
         stop_all(devices)
         ledger = Ledger(live_server, devices)
         start_all(devices, crash_in_state=CRASH_IN)
-        deployment_id = deploy(live_server, "parts:v2", devices, name="canary", percent=33, bake_s=0.5)
+        deployment_id = deploy(live_server, "parts:v2", devices, name="canary", percent=16, bake_s=0.5)
         crashed: dict[str, str] = {}
 
         def restart_the_killed() -> bool:
@@ -55,8 +56,36 @@ def test_kill_9_agents_in_update_states_within_a_rollout_recover(live_server, tm
         wait_serving(devices, ("v2",))
         assert all(d.update_record()["history"][-1] == "idle" for d in devices)
         ledger.wait_delivered(60)
-        table.add("3 kill -9 agents in " + "/".join(CRASH_IN.values()), ledger.check(), healthy(devices),
+        table.add("3 kill -9 agents, one per update state", ledger.check(), healthy(devices),
                   len(devices), finished["status"])
+    finally:
+        stop_all(devices)
+
+
+def test_kill_9_agent_in_rollback_ends_on_the_previous_model_and_halts(live_server, tmp_path, publisher,
+                                                                       table) -> None:
+    devices = enroll_devices(live_server, tmp_path, 2, publisher.public.b64, "rollback")
+    start_all(devices)
+    try:
+        assert wait_finished(live_server, deploy(live_server, "parts:v1", devices))["status"] == "completed"
+        wait_serving(devices, ("v1",))
+        stop_all(devices)
+        ledger = Ledger(live_server, devices)
+        start_all(devices, crash_in_state={d.name: "rollback" for d in devices})
+        deployment_id = deploy(live_server, "parts:crashes", devices, name="canary", percent=50, bake_s=0.5)
+        targets = deployment(live_server, deployment_id)["targets"]
+        canary = next(d for d in devices if d.device_id == next(t for t in targets if t["batch"] == 0)["device_id"])
+        assert canary.agent.process is not None and canary.agent.process.wait(60) == -9, canary.agent.log()
+        assert canary.update_record()["state"] == "rollback"
+        canary.agent.start()
+        finished = wait_finished(live_server, deployment_id)
+        assert finished["status"] == "halted", finished
+        assert sorted(t["status"] for t in finished["targets"]) == ["failed", "pending"]
+        wait_until(lambda: canary.update_record()["state"] == "failed", 30, "the rollback to finish")
+        wait_serving(devices, ("v1",))
+        ledger.wait_delivered(60)
+        table.add("3b kill -9 the canary in rollback", ledger.check(), healthy(devices), len(devices),
+                  finished["status"])
     finally:
         stop_all(devices)
 

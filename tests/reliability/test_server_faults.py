@@ -28,22 +28,26 @@ def test_kill_9_server_during_ingest_loses_and_duplicates_nothing(fleet, live_se
         wait_until(lambda: all(read_outbox(d).high_seq > ledger.start[d.name] for d in fleet), 20, "events flowing")
         time.sleep(1.5)
         kill_server(live_server)
-        time.sleep(0.5)
+        queued = {d.name: read_outbox(d).queued for d in fleet}
+        # Restart only once every device has made something the dead server never acknowledged.
+        wait_until(lambda queued=queued: all(read_outbox(d).queued - queued[d.name] for d in fleet), 20,
+                   "items made while the server is down")
         restart_server(live_server)
     ledger.wait_delivered(60)
     counts = ledger.check()
-    assert counts["produced"] > 0 and counts["stored"] >= counts["produced"] - sum(
-        len(read_outbox(d).queued) for d in fleet)
+    assert counts["produced"] > 0
     table.add("1 kill -9 server during ingest", counts, healthy(fleet), len(fleet))
 
 
 def test_kill_9_server_during_rollout_still_completes_on_a_working_model(fleet, live_server, table) -> None:
     ledger = Ledger(live_server, fleet)
     target = "v2" if fleet[0].serving(("v1",)) else "v1"
-    deployment_id = deploy(live_server, f"parts:{target}", fleet, name="canary", percent=33, bake_s=1.0)
+    deployment_id = deploy(live_server, f"parts:{target}", fleet, name="canary", percent=33, bake_s=3.0)
     wait_until(lambda: deployment(live_server, deployment_id)["progress"].get("succeeded", 0) >= 1, 60,
                "the canary to succeed")
+    baking = deployment(live_server, deployment_id)
     kill_server(live_server)  # mid-rollout: canary done, baking, the rest not yet assigned
+    assert baking["status"] == "rolling" and baking["current_batch"] == 0, baking
     time.sleep(1.0)
     restart_server(live_server)
     finished = wait_finished(live_server, deployment_id)

@@ -13,7 +13,7 @@ import torch
 from edgewise.core.hashing import sha256_file
 from edgewise.studio.compress import CompressionReport, RunOptions, load_recipe, parse_recipe, run_compression
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # training on 2 busy cores takes minutes
 EPOCHS = 10
 OPTIONS = RunOptions(latency_runs=300)
 
@@ -24,11 +24,29 @@ def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     from edgewise.studio.train import TrainConfig, train
 
     torch.set_num_threads(2)
-    root = tmp_path_factory.mktemp(request.param)
-    write_sample(request.param, root / "data")
-    result = train(TrainConfig(arch="cnn-small", epochs=EPOCHS, device="cpu", num_threads=2), root / "data",
-                   root / "train", progress=False)
-    return result.checkpoint_path, root / "data"
+    # pytest's cache keeps the trained model between runs (same sample, arch and epochs); without
+    # the cache plugin every run trains afresh
+    cache = getattr(request.config, "cache", None)
+    key = f"compress-acceptance-{request.param}-cnn-small-e{EPOCHS}"
+    root = cache.mkdir(key) if cache is not None else tmp_path_factory.mktemp(request.param)
+    checkpoint = root / "train" / "best.pt"
+    if not (root / "data" / "test").is_dir():
+        write_sample(request.param, root / "data")
+    if not checkpoint.is_file() or not _loads(checkpoint):
+        train(TrainConfig(arch="cnn-small", epochs=EPOCHS, device="cpu", num_threads=2), root / "data",
+              root / "train", progress=False)
+    return checkpoint, root / "data"
+
+
+def _loads(checkpoint: Path) -> bool:
+    from edgewise.core.errors import ModelError
+    from edgewise.studio.checkpoints import load_checkpoint
+
+    try:
+        load_checkpoint(checkpoint)  # the zoo may have changed since the model was cached
+    except ModelError:
+        return False
+    return True
 
 
 def _run(trained: tuple[Path, Path], recipe, out: Path) -> CompressionReport:

@@ -70,7 +70,7 @@ def test_two_workers_on_postgresql_split_one_study_without_running_a_trial_twice
     postgres_url: str, tmp_path: Path
 ) -> None:
     args = ("--objective", "rastrigin", "--dims", "3", "--levels", "8", "--sampler", "tt", "--seed", "0",
-            "--trials", "24", "--trial-sleep", "0.3", "--storage", postgres_url, "--study", "shared", "--no-progress")
+            "--trials", "24", "--trial-sleep", "0.5", "--storage", postgres_url, "--study", "shared", "--no-progress")
     # Create the schema and study first, so the two workers do not race to create tables.
     optuna.create_study(study_name="shared", storage=postgres_url, direction="minimize")
     workers = [subprocess.Popen(tune_command(*args), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -87,19 +87,19 @@ def test_two_workers_on_postgresql_split_one_study_without_running_a_trial_twice
     for trial in complete:
         by_worker.setdefault(trial.user_attrs["worker"], []).append(trial.number)
     assert len(by_worker) == 2, by_worker
-    assert all(len(numbers) >= 4 for numbers in by_worker.values()), by_worker
+    assert all(len(numbers) >= 2 for numbers in by_worker.values()), by_worker
     assert sorted(n for numbers in by_worker.values() for n in numbers) == list(range(len(complete)))
 
 
 @pytest.mark.reliability
 def test_sigkilled_run_resumes_without_losing_finished_trials(tmp_path: Path) -> None:
     args = ("--objective", "ackley", "--dims", "3", "--levels", "6", "--sampler", "tt", "--seed", "1",
-            "--trials", "20", "--trial-sleep", "0.25", "--storage", "study.db", "--study", "r", "--no-progress")
+            "--trials", "20", "--trial-sleep", "0.5", "--storage", "study.db", "--study", "r", "--no-progress")
     url = f"sqlite:///{tmp_path / 'study.db'}"
     worker = subprocess.Popen(tune_command(*args), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     before: list[optuna.trial.FrozenTrial] = []
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(before) < 6:
+    while time.monotonic() < deadline and len(before) < 4:
         time.sleep(0.3)
         if (tmp_path / "study.db").exists():
             try:
@@ -109,7 +109,7 @@ def test_sigkilled_run_resumes_without_losing_finished_trials(tmp_path: Path) ->
                 before = []
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait(timeout=30)
-    assert 6 <= len(before) < 20
+    assert 4 <= len(before) < 20
     finished_before = {t.number: (t.params, t.values) for t in optuna.load_study(study_name="r", storage=url)
                        .get_trials(states=(optuna.trial.TrialState.COMPLETE,))}
 

@@ -52,9 +52,9 @@ def _consume(db: Database, token: str, now: float) -> tuple[str, dict[str, Any]]
         if used.rowcount != 1:  # type: ignore[attr-defined]
             raise AuthError("enrollment token is unknown, used up or expired",
                             "ask an operator for a new one (`edgewise server enroll-token create`)")
-        row = session.scalar(select(EnrollmentToken).where(EnrollmentToken.token_hash == token_hash))
-        token_row = row if row is not None else EnrollmentToken(group="default", tags={})
-        return token_row.group, dict(token_row.tags or {})
+        row = session.execute(select(EnrollmentToken.group, EnrollmentToken.tags)
+                              .where(EnrollmentToken.token_hash == token_hash)).one()
+        return str(row.group), dict(row.tags or {})
 
 
 def enroll(db: Database, request: EnrollRequest, config: AgentConfig) -> EnrollResponse:

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from edgewise.core.auth import signed_headers
+from edgewise.core.errors import AuthError
 from edgewise.core.signing import PrivateKey
 from edgewise.core.wire import API_PREFIX
 
@@ -96,7 +97,13 @@ class SimulatedDevice:
         started = time.monotonic()
         response = await self.http.post(f"{API_PREFIX}/enroll", json=body)
         self.stats.record("enroll", time.monotonic() - started)
-        response.raise_for_status()
+        if response.status_code != 200:
+            try:
+                problem = response.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                problem = response.text[:200]
+            raise AuthError(f"simulated device {self.index} could not enroll: {problem}",
+                            "pass an enrollment token with at least --devices uses")
         self.device_id = response.json()["device_id"]
 
     async def report(self) -> None:

@@ -84,7 +84,7 @@ def train(config: TrainConfig, data_dir: Path, out_dir: Path, *, on_epoch: Epoch
     out_dir.mkdir(parents=True, exist_ok=True)
     best_path, last_path = out_dir / "best.pt", out_dir / "last.pt"
     history: list[dict[str, Any]] = []
-    best_val, best_epoch = -1.0, 0
+    best_val, best_val_loss, best_epoch, improved_epoch = -1.0, math.inf, 0, 0
     bar = tqdm(total=config.epochs * len(splits.train), desc=f"train {config.arch}", unit="batch",
                disable=not progress, leave=False)
     try:
@@ -101,7 +101,10 @@ def train(config: TrainConfig, data_dir: Path, out_dir: Path, *, on_epoch: Epoch
                 scheduler.step()
             meta = {"epoch": epoch, "val_accuracy": val_acc}
             if val_acc > best_val:
-                best_val, best_epoch = val_acc, epoch
+                improved_epoch = epoch  # early stopping counts only real accuracy gains
+            # Ties in accuracy (common on small val sets) go to the lower validation loss.
+            if val_acc > best_val or (val_acc == best_val and val_loss < best_val_loss):
+                best_val, best_val_loss, best_epoch = val_acc, val_loss, epoch
                 save_checkpoint(best_path, model, config.arch, splits.classes, config.image_size, meta,
                                 model_kwargs=model_kwargs)
             save_checkpoint(last_path, model, config.arch, splits.classes, config.image_size, meta,
@@ -109,7 +112,7 @@ def train(config: TrainConfig, data_dir: Path, out_dir: Path, *, on_epoch: Epoch
             if on_epoch is not None:
                 on_epoch(epoch, dict(metrics))
             patience = config.early_stopping_patience
-            if patience is not None and epoch - best_epoch >= patience:
+            if patience is not None and epoch - improved_epoch >= patience:
                 break
     finally:
         bar.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +38,9 @@ def load_input_model(path: Path) -> InputModel:
     from edgewise.studio.checkpoints import load_checkpoint
 
     try:
-        loaded = load_checkpoint(path)  # safe loader (weights_only) first
+        with warnings.catch_warnings():  # its TorchScript fallback warns about torch.jit on our pickles
+            warnings.simplefilter("ignore", DeprecationWarning)
+            loaded = load_checkpoint(path)  # safe loader (weights_only) first
     except ModelError:
         payload = _try_step_checkpoint(path)
         if payload is None:

@@ -1,0 +1,1 @@
+"""Alembic migrations of the fleet database (a package so that it ships in wheels)."""
