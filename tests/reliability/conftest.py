@@ -12,7 +12,7 @@ from tests.agent.fleet import FleetServer
 from tests.reliability.harness import Device, deploy, enroll_devices, start_all, stop_all, wait_finished, wait_serving
 
 ROWS = pytest.StashKey[list[dict[str, object]]]()
-HEADER = ("scenario", "produced", "stored", "duplicated", "healthy/total", "deployment")
+HEADER = ("scenario", "produced", "stored", "duplicated", "queued", "dropped", "healthy/total", "deployment")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -25,7 +25,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
         return
     table = [HEADER] + [tuple(str(row.get(key, "")) for key in HEADER) for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(HEADER))]
-    terminalreporter.write_sep("=", "reliability: events produced / stored / duplicated, devices healthy / total")
+    terminalreporter.write_sep("=", "reliability: items (events + telemetry) per scenario, devices on a working model")
     for line in table:
         terminalreporter.write_line("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
 
@@ -37,6 +37,7 @@ class Table:
     def add(self, scenario: str, counts: dict[str, int], healthy: int, total: int, deployment: str = "-") -> None:
         row: dict[str, object] = {"scenario": scenario, "produced": counts.get("produced", 0),
                                   "stored": counts.get("stored", 0), "duplicated": counts.get("duplicated", 0),
+                                  "queued": counts.get("queued", 0), "dropped": counts.get("dropped", 0),
                                   "healthy/total": f"{healthy}/{total}", "deployment": deployment}
         self.rows.append(row)
         print("reliability:", row)

@@ -221,7 +221,7 @@ class Ledger:
 
         The outbox is read before the server, so an item missing from the outbox was acknowledged
         before the server was asked, and must be there."""
-        produced = stored = duplicated = lost = 0
+        produced = stored = duplicated = lost = queued = 0
         for device in self.devices:
             view = read_outbox(device)
             seqs = [s for s in server_seqs(self.server, device) if s > self.start[device.name]]
@@ -233,11 +233,12 @@ class Ledger:
             stored += len(counts)
             duplicated += sum(n - 1 for n in counts.values())
             missing = window - set(counts) - view.queued
+            queued += len((window & view.queued) - set(counts))
             lost += len(missing)
             if not allow_dropped:
                 assert not missing, f"{device.name}: acknowledged but not stored: {sorted(missing)[:20]}"
         assert duplicated == 0, f"{duplicated} item(s) stored twice"
-        return {"produced": produced, "stored": stored, "duplicated": duplicated, "missing": lost}
+        return {"produced": produced, "stored": stored, "duplicated": duplicated, "queued": queued, "missing": lost}
 
     def wait_delivered(self, timeout_s: float = 60) -> None:
         """Until every item made so far (per the outbox right now) is on the server."""

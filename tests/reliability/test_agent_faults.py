@@ -127,6 +127,7 @@ def test_full_outbox_is_bounded_keeps_alarms_and_reports_drops(live_server, tmp_
         evicted = sum(full.dropped.values())
         assert counts["missing"] <= evicted, (counts, full.dropped)
         counts["dropped"] = evicted
-        table.add(f"5 full outbox (dropped {full.dropped})", counts, healthy([device]), 1)
+        evicted_by_class = ", ".join(f"{count} {kind}" for kind, count in sorted(full.dropped.items()))
+        table.add(f"5 full outbox (dropped {evicted_by_class})", counts, healthy([device]), 1)
     finally:
         device.agent.stop()

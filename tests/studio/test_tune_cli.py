@@ -97,19 +97,16 @@ def test_sigkilled_run_resumes_without_losing_finished_trials(tmp_path: Path) ->
             "--trials", "20", "--trial-sleep", "0.5", "--storage", "study.db", "--study", "r", "--no-progress")
     url = f"sqlite:///{tmp_path / 'study.db'}"
     worker = subprocess.Popen(tune_command(*args), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    before: list[optuna.trial.FrozenTrial] = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(before) < 4:
+    completed_before = 0
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and completed_before < 4:
         time.sleep(0.3)
-        if (tmp_path / "study.db").exists():
-            try:
-                before = optuna.load_study(study_name="r", storage=url).get_trials(
-                    states=(optuna.trial.TrialState.COMPLETE,))
-            except (KeyError, Exception):  # the study may not exist yet
-                before = []
+        if worker.poll() is not None:
+            pytest.fail(f"tune worker exited early: {worker.stderr.read().decode() if worker.stderr else ''}")
+        completed_before = count_complete(tmp_path / "study.db")
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait(timeout=30)
-    assert 4 <= len(before) < 20
+    assert 4 <= completed_before < 20
     finished_before = {t.number: (t.params, t.values) for t in optuna.load_study(study_name="r", storage=url)
                        .get_trials(states=(optuna.trial.TrialState.COMPLETE,))}
 
@@ -119,6 +116,19 @@ def test_sigkilled_run_resumes_without_losing_finished_trials(tmp_path: Path) ->
     assert len(after) == 20
     kept = {t.number: (t.params, t.values) for t in after if t.number in finished_before}
     assert kept == finished_before
+
+
+def count_complete(database: Path) -> int:
+    """Finished trials, read with plain sqlite3 so polling does not contend with the worker's writes."""
+    import sqlite3
+
+    if not database.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=1) as connection:
+            return int(connection.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0])
+    except sqlite3.Error:  # schema not created yet, or the file is locked for a moment
+        return 0
 
 
 def test_report_and_best_errors(tmp_path: Path) -> None:

@@ -113,14 +113,22 @@ def deploy(
     bake: float = typer.Option(0.0, "--bake", help="seconds to watch a finished batch before the next"),
     failure_threshold: float = typer.Option(0.0, "--failure-threshold", help="halt above this failed share"),
     no_health: bool = typer.Option(False, "--no-health", help="count an installed bundle as success without 'ok'"),
+    min_agreement: float | None = typer.Option(None, "--min-agreement", help="quality gate: top-1 agreement in shadow"),
+    max_latency_ms: float | None = typer.Option(None, "--max-latency-ms", help="quality gate: candidate p95 latency"),
+    max_alarm_shift: float | None = typer.Option(None, "--max-alarm-shift", help="quality gate: alarm-rate shift"),
+    shadow_share: float = typer.Option(0.5, "--shadow-share", help="quality gate: share of frames shadowed"),
     server: str = SERVER, token: str | None = TOKEN,
 ) -> None:
     """Roll BUNDLE out to the devices the selector matches (only signature-verified bundles)."""
     from edgewise.fleet.selectors import parse_selector
     from edgewise.fleet.strategies import StrategySpec
 
+    bounds = {"min_agreement": min_agreement, "max_latency_p95_ms": max_latency_ms,
+              "max_alarm_rate_shift": max_alarm_shift}
+    quality = {k: v for k, v in bounds.items() if v is not None} or None
     spec = StrategySpec.model_validate({"name": strategy, "percent": percent, "batches": batches, "bake_s": bake,
-                                        "failure_threshold": failure_threshold, "require_health": not no_health})
+                                        "failure_threshold": failure_threshold, "require_health": not no_health,
+                                        "quality": quality, "shadow_share": shadow_share})
     body = {"bundle": bundle, "selector": parse_selector(to).model_dump(), "strategy": spec.model_dump()}
     with _client(server, token) as client:
         deployment = client.call("POST", "/deployments", json=body)

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 import edgewise
 from edgewise.core.signing import load_public_key
 from edgewise.core.wire import API_PREFIX
-from edgewise.fleet.api import admin, data, deployments, device, devices
+from edgewise.fleet.api import admin, data, deployments, device, devices, quality
 from edgewise.fleet.auth import DeviceAuthenticator
 from edgewise.fleet.bundles import BundleCatalog, BundleStore, add_trusted_key
 from edgewise.fleet.context import ServerContext
@@ -74,7 +74,7 @@ def create_app(settings: ServerSettings, store: BundleStore | None = None) -> Fa
     )
     app.state.ctx = ctx
     install_error_handlers(app)
-    for router in (device.router, devices.router, deployments.router, data.router, admin.router):
+    for router in (device.router, devices.router, deployments.router, data.router, admin.router, quality.router):
         app.include_router(router, prefix=API_PREFIX)
     _add_optional_parts(app, ctx)
     app.add_middleware(LimitBodySize, max_bytes=settings.max_body_bytes)

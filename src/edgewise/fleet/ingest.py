@@ -21,6 +21,7 @@ from edgewise.core.errors import ProtocolError
 from edgewise.core.wire import EventIn, IngestAck, IngestBatch, TelemetryIn
 from edgewise.fleet.db import Database
 from edgewise.fleet.db.models import Device, Event, Telemetry
+from edgewise.fleet.shadow_store import store_captures, store_shadow_reports
 
 MAX_SNAPSHOT_BYTES = 2 << 20
 
@@ -77,6 +78,8 @@ def store_batch(db: Database, device_id: str, batch: IngestBatch) -> tuple[Inges
         new_telemetry = [_telemetry_row(device_id, t, now) for seq, t in telemetry.items() if seq not in old_telemetry]
         _insert_ignoring_duplicates(session, Event.__table__, new_events)
         _insert_ignoring_duplicates(session, Telemetry.__table__, new_telemetry)
+        store_shadow_reports(session, device_id, [e for seq, e in events.items() if seq not in old_events])
+        captured = store_captures(session, device_id, batch.captures)
         seen: dict[str, Any] = {"last_seen": now}
         if batch.dropped:
             seen["dropped"] = dict(batch.dropped)
@@ -85,4 +88,4 @@ def store_batch(db: Database, device_id: str, batch: IngestBatch) -> tuple[Inges
     acked = sorted(set(events) | set(telemetry))
     forwarded = [{k: v for k, v in row.items() if k != "snapshot_jpeg"} | {"has_snapshot": bool(row["snapshot_jpeg"])}
                  for row in new_events]
-    return IngestAck(acked=acked, duplicates=duplicates), forwarded
+    return IngestAck(acked=acked, duplicates=duplicates, captured=captured), forwarded

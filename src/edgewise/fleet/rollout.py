@@ -21,10 +21,14 @@ from sqlalchemy.orm import Session
 from edgewise.core.errors import ConfigError
 from edgewise.fleet.db.models import Bundle, Deployment, DeploymentHistory, DeploymentTarget, Device
 from edgewise.fleet.errors import Conflict, NotFound
+from edgewise.fleet.quality_gate import Verdict, judge, pool
 from edgewise.fleet.selectors import Selector, matches
+from edgewise.fleet.shadow_store import assign_shadow, clear_shadow, reports_for
 from edgewise.fleet.strategies import StrategySpec, plan
 
 ACTIVE = "rolling"
+SHADOWING = "shadowing"  # quality gate: the first batch runs the candidate in shadow
+LIVE = (ACTIVE, SHADOWING)
 FINISHED_TARGET = ("succeeded", "failed", "rolled_back")
 UPDATING_STATES = ("download", "verify", "install", "activate", "health-check", "commit")
 
@@ -72,7 +76,7 @@ def create_deployment(session: Session, bundle: Bundle, selector: Selector, spec
     busy = session.execute(
         select(DeploymentTarget.device_id, Deployment.id)
         .join(Deployment, Deployment.id == DeploymentTarget.deployment_id)
-        .where(Deployment.status == ACTIVE, DeploymentTarget.device_id.in_([d.id for d in devices]))
+        .where(Deployment.status.in_(LIVE), DeploymentTarget.device_id.in_([d.id for d in devices]))
     ).first()
     if busy is not None:
         raise Conflict(f"device {busy[0]} is in deployment {busy[1]}, which is still rolling",
@@ -91,8 +95,48 @@ def create_deployment(session: Session, bundle: Bundle, selector: Selector, spec
     changes = Changes()
     _record(session, changes, deployment.id, ACTIVE, detail=f"{bundle.ref} to {len(devices)} device(s) in "
             f"{len(batches)} batch(es) by {spec.name}")
-    _assign_batch(session, deployment, bundle.digest, 0, changes)
+    if spec.quality is not None:
+        _start_shadow(session, deployment, batches[0], spec, changes)
+    else:
+        _assign_batch(session, deployment, bundle.digest, 0, changes)
     return deployment, changes
+
+
+def _bump(session: Session, device_ids: list[str], changes: Changes) -> None:
+    """The desired state of these devices changed without a new bundle (their shadow did)."""
+    for device_id in device_ids:
+        device = session.get(Device, device_id)
+        if device is not None:
+            device.desired_revision = (device.desired_revision or 0) + 1
+            changes.desired_changed.add(device_id)
+
+
+def _start_shadow(session: Session, deployment: Deployment, canaries: list[str], spec: StrategySpec,
+                  changes: Changes) -> None:
+    assign_shadow(session, deployment.id, deployment.bundle_digest, canaries, spec.shadow_share)
+    _bump(session, canaries, changes)
+    deployment.status = SHADOWING
+    _record(session, changes, deployment.id, SHADOWING, ACTIVE, detail=f"candidate in shadow on {len(canaries)} "
+            f"canary device(s), {spec.shadow_share:.0%} of frames, until the quality gate decides")
+
+
+def _gate(session: Session, deployment: Deployment, spec: StrategySpec, changes: Changes, now: float) -> None:
+    """Promote (the first batch starts serving) or roll back on the canaries' shadow reports."""
+    canaries = list(session.scalars(select(DeploymentTarget.device_id).where(
+        DeploymentTarget.deployment_id == deployment.id, DeploymentTarget.batch == 0)))
+    verdict = judge(spec.quality, pool(reports_for(session, deployment.bundle_digest, canaries)), canaries)  # type: ignore[arg-type]
+    if verdict.decision == "wait":
+        if now - deployment.created_at < spec.gate_timeout_s:
+            return
+        verdict = Verdict("rollback", f"quality gate failed: no verdict within {spec.gate_timeout_s:.0f}s "
+                                      f"({verdict.reason})")
+    _bump(session, clear_shadow(session, deployment.id), changes)
+    if verdict.decision == "promote":
+        deployment.status = ACTIVE
+        _record(session, changes, deployment.id, "promoted", SHADOWING, detail=verdict.reason)
+        _assign_batch(session, deployment, deployment.bundle_digest, 0, changes)
+    else:
+        _set_status(session, deployment, "rolled_back", changes, verdict.reason)
 
 
 def _assign_batch(session: Session, deployment: Deployment, digest: str, batch: int, changes: Changes) -> None:
@@ -172,10 +216,13 @@ def evaluate(session: Session, deployment: Deployment, changes: Changes, now: fl
 
     Counts come from SQL aggregates, so a report costs the same whatever the deployment's size.
     """
-    if deployment.status != ACTIVE:
+    if deployment.status not in LIVE:
         return
     now = time.time() if now is None else now
     spec = StrategySpec.model_validate(deployment.strategy)
+    if deployment.status == SHADOWING:
+        _gate(session, deployment, spec, changes, now)
+        return
     of_this = DeploymentTarget.deployment_id == deployment.id
     reached_batches = DeploymentTarget.batch <= deployment.current_batch
     silent = session.scalars(select(DeploymentTarget).where(
@@ -218,7 +265,7 @@ def _set_status(session: Session, deployment: Deployment, status: str, changes: 
 def advance_all(session: Session) -> Changes:
     """Called on every server tick: bake timers and device timeouts move on without any request."""
     changes = Changes()
-    for deployment in session.scalars(select(Deployment).where(Deployment.status == ACTIVE)).all():
+    for deployment in session.scalars(select(Deployment).where(Deployment.status.in_(LIVE))).all():
         evaluate(session, deployment, changes)
     return changes
 
@@ -232,9 +279,10 @@ def get_deployment(session: Session, deployment_id: str) -> Deployment:
 
 def halt(session: Session, deployment_id: str, reason: str = "halted by an operator") -> Changes:
     deployment = get_deployment(session, deployment_id)
-    if deployment.status != ACTIVE:
+    if deployment.status not in LIVE:
         raise Conflict(f"deployment {deployment_id} is {deployment.status}, not rolling")
     changes = Changes()
+    _bump(session, clear_shadow(session, deployment.id), changes)
     _set_status(session, deployment, "halted", changes, reason)
     return changes
 
@@ -245,6 +293,7 @@ def rollback(session: Session, deployment_id: str, reason: str = "rolled back by
     if deployment.status == "rolled_back":
         raise Conflict(f"deployment {deployment_id} is already rolled back")
     changes = Changes()
+    _bump(session, clear_shadow(session, deployment.id), changes)
     targets = session.scalars(select(DeploymentTarget).where(DeploymentTarget.deployment_id == deployment_id)).all()
     for target in targets:
         if target.status == "pending":

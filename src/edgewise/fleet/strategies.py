@@ -15,6 +15,7 @@ from pydantic import Field
 
 from edgewise.core.plugins import Registry
 from edgewise.core.settings import StrictSettings
+from edgewise.core.wire import QualityCriteria
 
 StrategyName = Literal["all-at-once", "canary", "staged"]
 
@@ -29,6 +30,11 @@ class StrategySpec(StrictSettings):
     )
     require_health: bool = Field(default=True, description="a device succeeds only once it reports health 'ok'")
     device_timeout_s: float = Field(default=900.0, gt=0, description="assigned and silent this long = failed")
+    quality: QualityCriteria | None = Field(
+        default=None, description="model signals the first batch must meet in shadow before it serves (quality gate)"
+    )
+    shadow_share: float = Field(default=0.5, gt=0, le=1, description="quality gate: share of frames shadowed")
+    gate_timeout_s: float = Field(default=3600.0, gt=0, description="quality gate: roll back without a verdict")
 
 
 Planner = Callable[[StrategySpec, list[str]], list[list[str]]]

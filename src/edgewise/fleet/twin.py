@@ -14,6 +14,7 @@ from edgewise.fleet.bundles import archive_url
 from edgewise.fleet.db.models import Bundle, Device
 from edgewise.fleet.errors import NotFound
 from edgewise.fleet.rollout import Changes, on_device_report
+from edgewise.fleet.shadow_store import shadow_of
 
 
 def desired_state(session: Session, device_id: str) -> DesiredState:
@@ -26,8 +27,16 @@ def desired_state(session: Session, device_id: str) -> DesiredState:
         if bundle is not None:
             bundle_ref = BundleRef(name=bundle.name, version=bundle.version, digest=bundle.digest,
                                    url=archive_url(bundle.digest), size_bytes=bundle.size_bytes)
+    shadow_ref, share = None, 0.0
+    assignment = shadow_of(session, device_id)
+    candidate = session.get(Bundle, assignment.bundle_digest) if assignment else None
+    if assignment is not None and candidate is not None:
+        shadow_ref = BundleRef(name=candidate.name, version=candidate.version, digest=candidate.digest,
+                               url=archive_url(candidate.digest), size_bytes=candidate.size_bytes)
+        share = assignment.share
     return DesiredState(device_id=device.id, revision=str(device.desired_revision),
-                        deployment_id=device.desired_deployment_id, bundle=bundle_ref)
+                        deployment_id=device.desired_deployment_id, bundle=bundle_ref, shadow=shadow_ref,
+                        shadow_share=share)
 
 
 def desired_revision(session: Session, device_id: str) -> str:

@@ -157,6 +157,9 @@ def bundles_page(request: Request) -> Response:
 
 
 def mount_dashboard(app: FastAPI) -> None:
+    from edgewise.fleet.dashboard.quality_views import router as quality_router
+
     app.include_router(router)
+    app.include_router(quality_router)
     app.mount("/ui/static", StaticFiles(directory=str(HERE / "static")), name="dashboard-static")
 

@@ -194,3 +194,52 @@ class Telemetry(Base):
     model_version: Mapped[str | None] = mapped_column(String(64), default=None)
     agent_version: Mapped[str | None] = mapped_column(String(64), default=None)
     extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ShadowAssignment(Base):
+    """A device asked to run a deployment's candidate in shadow (never serving it)."""
+
+    __tablename__ = "shadow_assignments"
+
+    device_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    deployment_id: Mapped[str] = mapped_column(String(40), index=True)
+    bundle_digest: Mapped[str] = mapped_column(String(80))
+    share: Mapped[float] = mapped_column(Float)
+    assigned_at: Mapped[float] = mapped_column(Float)
+
+
+class ShadowReportRow(Base):
+    """One core.wire.ShadowReport, stored once per (device, event seq) like the event it came in."""
+
+    __tablename__ = "shadow_reports"
+    __table_args__ = (UniqueConstraint("device_id", "event_seq", name="uq_shadow_reports_device_seq"),)
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(40))
+    event_seq: Mapped[int] = mapped_column(BigInteger)
+    ts: Mapped[float] = mapped_column(Float)
+    camera: Mapped[str] = mapped_column(String(64))
+    candidate_digest: Mapped[str | None] = mapped_column(String(80), index=True, default=None)
+    candidate_version: Mapped[str] = mapped_column(String(64))
+    serving_version: Mapped[str] = mapped_column(String(64))
+    frames_shadowed: Mapped[int] = mapped_column(Integer)
+    top1_agreement: Mapped[float | None] = mapped_column(Float, default=None)
+    report: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class CapturedFrameRow(Base):
+    """A frame a device captured for labelling (core.wire.CapturedFrame), image included."""
+
+    __tablename__ = "captured_frames"
+    __table_args__ = (UniqueConstraint("device_id", "capture_id", name="uq_captured_frames_device_capture"),)
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(40))
+    capture_id: Mapped[str] = mapped_column(String(128))
+    ts: Mapped[float] = mapped_column(Float, index=True)
+    received_at: Mapped[float] = mapped_column(Float)
+    camera: Mapped[str] = mapped_column(String(64))
+    bundle_version: Mapped[str | None] = mapped_column(String(64), default=None)
+    label: Mapped[str | None] = mapped_column(String(128), default=None)
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    jpeg: Mapped[bytes] = mapped_column(LargeBinary)

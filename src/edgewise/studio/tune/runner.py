@@ -36,7 +36,9 @@ def make_pruner(name: str) -> optuna.pruners.BasePruner:
     from edgewise.core.errors import ConfigError
 
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+        # Small CNNs often sit at chance for the first epoch or two: judging them at epoch 1 prunes
+        # trials that would have been good (seen on the parts sample), so wait two epochs.
+        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=2)
     if name == "none":
         return optuna.pruners.NopPruner()
     if name == "hyperband":
