@@ -12,10 +12,6 @@ from tests.reliability.harness import deploy, deployment, enroll_devices
 pytestmark = pytest.mark.reliability
 
 
-@pytest.mark.xfail(strict=False, reason="fleet/rollout.py _target_verdict counts a device as succeeded when its "
-                   "current digest is the target and health is ok, even while it still reports update state "
-                   "activate/health-check (the agent now reports health 'unknown' on trial; the server should "
-                   "not rely on that)")
 def test_a_canary_still_in_its_health_check_has_not_succeeded(live_server, tmp_path, publisher) -> None:
     (device,) = enroll_devices(live_server, tmp_path, 1, publisher.public.b64, "scripted")
     deployment_id = deploy(live_server, "parts:v2", [device], name="canary", percent=100, bake_s=60)

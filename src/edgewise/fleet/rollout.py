@@ -168,6 +168,10 @@ def _target_verdict(device: Device, digest: str, deployment_id: str, spec: Strat
     if device.current_digest == digest:
         if device.health == "failed":
             return "failed"
+        # A device still activating or health-checking the new model has not proven it yet, whatever
+        # health it reports for the moment: success only once its update has left those states.
+        if device.update_state in ("activate", "health-check") and aimed_here:
+            return "updating"
         if device.health == "ok" or not spec.require_health:
             return "succeeded"
         return "updating"
