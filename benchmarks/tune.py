@@ -79,7 +79,7 @@ TRAIN_SPACE = {
         "width": {"type": "float", "low": 0.5, "high": 1.5, "step": 0.5},
         "label_smoothing": {"type": "categorical", "choices": [0.0, 0.1]},
     },
-    "fixed": {"arch": "cnn-small", "epochs": 2, "image_size": 16, "augment": False, "num_threads": 2},
+    "fixed": {"arch": "cnn-small", "epochs": 4, "image_size": 16, "augment": False, "num_threads": 2},
 }
 
 
@@ -95,7 +95,7 @@ def train_benchmark(args: argparse.Namespace) -> int:
     space = parse_space(TRAIN_SPACE, "benchmark space")
     with tempfile.TemporaryDirectory() as tmp:
         data = write_sample("digits", Path(tmp) / "digits", size=args.train_size, seed=0, image_size=16)
-        print(f"# training task: digits sample ({args.train_size} images, 16 px), cnn-small, 2 epochs/trial, "
+        print(f"# training task: digits sample ({args.train_size} images, 16 px), cnn-small, 4 epochs/trial, "
               f"{args.trials} trials, {args.seeds} seeds; best val accuracy (higher is better), median [mean]")
         print("| sampler | " + " | ".join(f"n={n}" for n in range(1, args.trials + 1)) + " | time/run |")
         print("|" + "---|" * (args.trials + 2))
