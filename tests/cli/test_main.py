@@ -24,3 +24,10 @@ def test_keys_new_creates_pair(tmp_path: Path) -> None:
     result = run_cli("keys", "new", str(tmp_path / "pub.key"))
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "pub.key.pub").read_text().strip()
+
+
+def test_usage_errors_are_shown_as_usage_not_as_unexpected() -> None:
+    result = run_cli("keys", "new", "--no-such-option")
+    assert result.returncode == 2
+    assert "No such option" in result.stderr
+    assert "unexpected error" not in result.stderr

@@ -68,12 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return 130
-    except Exception as click_error:  # click's usage errors carry their own exit code and message
-        import click
-
-        if isinstance(click_error, click.ClickException):
-            click_error.show()
-            return click_error.exit_code
+    except Exception as click_error:
+        # Usage errors (from click, or the click that typer vendors) carry their own message and exit code.
+        show = getattr(click_error, "show", None)
+        if callable(show) and isinstance(getattr(click_error, "exit_code", None), int):
+            show()
+            return int(click_error.exit_code)  # type: ignore[attr-defined]
         if debug:
             raise
         typer.secho(f"unexpected error: {click_error!r}", fg=typer.colors.RED, err=True)
