@@ -31,3 +31,11 @@ def test_usage_errors_are_shown_as_usage_not_as_unexpected() -> None:
     assert result.returncode == 2
     assert "No such option" in result.stderr
     assert "unexpected error" not in result.stderr
+
+
+def test_version_prints_the_package_version() -> None:
+    import edgewise
+
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == edgewise.__version__

@@ -34,14 +34,20 @@ def _register_commands() -> None:
             register(app)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(edgewise.__version__)
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="show full tracebacks for unexpected errors"),
-    version: bool = typer.Option(False, "--version", help="print the version and exit"),
+    version: bool = typer.Option(
+        False, "--version", help="print the version and exit", is_eager=True, callback=_print_version
+    ),
 ) -> None:
-    if version:
-        typer.echo(edgewise.__version__)
-        raise typer.Exit()
+    """Computer vision at the edge: adapt, compress, bundle, deploy and run models on a fleet."""
 
 
 _register_commands()
