@@ -30,8 +30,8 @@ class StudioPlan:
     """How much training each bundle gets; the defaults keep the demo within minutes on 2 cores."""
 
     samples_per_class: int | None = None
-    first_epochs: int = 3
-    second_epochs: int = 6
+    first_epochs: int = 5
+    second_epochs: int = 8
 
 
 def build_bundles(work: Path, key: PrivateKey, store_url: str, plan: StudioPlan,

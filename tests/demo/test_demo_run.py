@@ -1,0 +1,31 @@
+"""`edgewise demo` end to end, as `make demo` runs it (with two devices to keep CI short)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.slow
+def test_demo_puts_every_device_on_the_second_bundle_with_events(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "edgewise", "demo", "--devices", "2", "--dir", str(tmp_path / "demo")],
+        capture_output=True, text=True, timeout=900,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "done in" in output and "Dashboard: http://127.0.0.1:" in output
+    device_rows = [line for line in output.splitlines() if "camera-" in line and "│" in line]
+    assert len(device_rows) == 2
+    for row in device_rows:
+        cells = [cell.strip() for cell in row.split("│") if cell.strip()]
+        version, health, events = cells[1], cells[2], int(cells[3])
+        assert version == "2.0.0", row
+        assert health == "ok", row
+        assert events > 0, row
+    # every process it started logged to its own file, for a user to read when something fails
+    logs = {log.name for log in (tmp_path / "demo" / "logs").glob("*.log")}
+    assert {"server.log", "camera-1.log", "camera-2.log"} <= logs
