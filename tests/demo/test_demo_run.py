@@ -11,11 +11,16 @@ import pytest
 
 @pytest.mark.slow
 def test_demo_puts_every_device_on_the_second_bundle_with_events(tmp_path: Path) -> None:
+    # A stale registry from an earlier run must not stop a rerun (its 1.0.0 has other content).
+    stale = tmp_path / "demo" / "registry" / "stale.txt"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("left by an earlier run")
     result = subprocess.run(
         [sys.executable, "-m", "edgewise", "demo", "--devices", "2", "--dir", str(tmp_path / "demo")],
         capture_output=True, text=True, timeout=900,
     )
     output = result.stdout + result.stderr
+    assert not stale.exists()
     assert result.returncode == 0, output[-3000:]
     assert "done in" in output and "Dashboard: http://127.0.0.1:" in output
     device_rows = [line for line in output.splitlines() if "camera-" in line and "│" in line]

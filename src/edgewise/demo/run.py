@@ -33,6 +33,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> list[summa
 
     work = options.work_dir.resolve()
     work.mkdir(parents=True, exist_ok=True)
+    _clear_previous_run(work)
     key_path = work / "publisher.key"
     key = load_private_key(key_path) if key_path.exists() else _new_key(key_path)
     store_url = str(work / "registry")
@@ -49,7 +50,8 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> list[summa
         summary.render(rows, console)
         for bundle in built:
             console.print(f"  {bundle.published.ref}: test accuracy {bundle.test_accuracy:.1%} (fp32), "
-                          f"deployed int8 accuracy {_pct(bundle.int8_accuracy)}, size {_kb(bundle.size_bytes)}")
+                          f"deployed int8 accuracy {_pct(bundle.int8_accuracy)}, size {_kb(bundle.size_bytes)}, "
+                          f"host latency {_ms(bundle.host_latency_ms)} (batch 1, 1 thread)")
         issues = summary.problems(rows, built[-1].published.version, options.fleet.devices)
         if issues:
             raise EdgewiseError("demo finished with problems: " + "; ".join(issues), f"see the logs in {work / 'logs'}")
@@ -65,6 +67,23 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> list[summa
         fleet.stop()
 
 
+KEPT_BETWEEN_RUNS = {"data", "publisher.key", "publisher.key.pub"}
+
+
+def _clear_previous_run(work: Path) -> None:
+    """A rerun starts a fresh fleet and registry (a published version never changes, so the
+    retrained 1.0.0 could not be published over the old one); the dataset and key are reused."""
+    import shutil
+
+    for child in work.iterdir():
+        if child.name in KEPT_BETWEEN_RUNS:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
 def _new_key(path: Path) -> PrivateKey:
     key = PrivateKey.generate()
     write_key_pair(key, path)
@@ -73,6 +92,10 @@ def _new_key(path: Path) -> PrivateKey:
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}" if value <= 1 else f"{value:.1f}%"
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f} ms"
 
 
 def _kb(value: int | None) -> str:
