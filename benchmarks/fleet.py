@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from edgewise.core.wire import API_PREFIX  # noqa: E402
 from edgewise.fleet.auth import create_operator_token  # noqa: E402
 from edgewise.fleet.db import open_database  # noqa: E402
 from edgewise.fleet.enrollment import create_enrollment_token  # noqa: E402
+from edgewise.fleet.light_http import Connection, TransportError  # noqa: E402
 from edgewise.fleet.simulator import SimulationConfig, SimulationStats, close_all, enroll_all  # noqa: E402
 
 CEILING_APP = '''
@@ -115,13 +115,13 @@ async def drive_ceiling(url: str, devices: int, duration_s: float) -> Simulation
     stats = SimulationStats()
     body = json.dumps({"events": [{"seq": i, "ts": 0.0, "type": "detection"} for i in range(5)]}).encode()
 
-    async def loop(kind: str, period: float, client: httpx.AsyncClient) -> None:
+    async def loop(kind: str, period: float, connection: Connection) -> None:
         await asyncio.sleep(random.uniform(0, period))
         while time.monotonic() < until:
             started = time.monotonic()
             try:
-                response = await client.post(f"/{kind}", content=body, headers={"Content-Type": "application/json"})
-            except httpx.HTTPError:
+                response = await connection.request("POST", f"/{kind}", body, {"Content-Type": "application/json"})
+            except TransportError:
                 stats.errors += 1
                 await asyncio.sleep(period)
                 continue
@@ -130,12 +130,10 @@ async def drive_ceiling(url: str, devices: int, duration_s: float) -> Simulation
                 stats.events_acked += 5
             await asyncio.sleep(period)
 
-    tls = ssl.create_default_context()  # shared: building one per client costs milliseconds each
-    clients = [httpx.AsyncClient(base_url=url, limits=httpx.Limits(max_connections=2), timeout=60.0, verify=tls)
-               for _ in range(devices)]
+    connections = [Connection(url) for _ in range(devices)]
     until = time.monotonic() + duration_s
-    await asyncio.gather(*(loop(k, p, c) for c in clients for k, p in (("state", 10.0), ("ingest", 5.0))))
-    await asyncio.gather(*(c.aclose() for c in clients))
+    await asyncio.gather(*(loop(k, p, c) for c in connections for k, p in (("state", 10.0), ("ingest", 5.0))))
+    await asyncio.gather(*(c.close() for c in connections))
     return stats
 
 
@@ -153,7 +151,8 @@ def run_fleet(db_kind: str, devices: int, duration_s: float, workdir: Path, pg_u
                             "--port", str(port), "--trust", str(workdir / "key.pub"), "--log-level", "warning"], port)
     try:
         config = SimulationConfig(server=f"http://127.0.0.1:{port}", devices=devices, enroll_token=enroll,
-                                  duration_s=duration_s, event_rate=1.0, heartbeat_s=10.0, batch_interval_s=5.0)
+                                  duration_s=duration_s, event_rate=1.0, heartbeat_s=10.0, batch_interval_s=5.0,
+                                  start_spread_s=5.0)
         stats, rollout_s = asyncio.run(drive(config, (admin, ref, duration_s / 3)))
     finally:
         server.terminate()

@@ -7,6 +7,7 @@ the device row is read on every request so a revoked device is refused at once.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import threading
@@ -15,7 +16,8 @@ from dataclasses import dataclass
 
 from anyio import to_thread
 from fastapi import Request
-from sqlalchemy import select
+from sqlalchemy import Connection, select
+from sqlalchemy.orm import Session
 
 from edgewise.core.auth import claimed_device, verify_signed_request
 from edgewise.core.errors import AuthError, ConfigError
@@ -106,6 +108,11 @@ class NonceCache:
         self._seen[key] = now + self.window_s
 
 
+@functools.lru_cache(maxsize=4096)
+def _public_key(b64: str) -> PublicKey:
+    return PublicKey.from_b64(b64)  # parsed once per device, not on each of its requests
+
+
 @dataclass(frozen=True)
 class AuthedDevice:
     id: str
@@ -141,23 +148,35 @@ class DeviceAuthenticator:
     def _lookup(self, device_id: str) -> tuple[str, bool, str] | None:
         # A plain connection, not an ORM session: this runs on every device request.
         with self.db.engine.connect() as connection:
-            row = connection.execute(
-                select(Device.public_key, Device.revoked, Device.group).where(Device.id == device_id)
-            ).first()
-        return None if row is None else (row[0], row[1], row[2])
+            return self.lookup_many(connection, [device_id]).get(device_id)
+
+    @staticmethod
+    def lookup_many(connection: Connection | Session, device_ids: list[str]) -> dict[str, tuple[str, bool, str]]:
+        """device id -> (public key, revoked, group), for the ids that exist."""
+        ids = sorted({d for d in device_ids if len(d) <= 40})
+        if not ids:
+            return {}
+        rows = connection.execute(
+            select(Device.id, Device.public_key, Device.revoked, Device.group).where(Device.id.in_(ids)))
+        return {row[0]: (row[1], row[2], row[3]) for row in rows}
 
     def verify(self, signed: SignedRequest) -> AuthedDevice:
         """Blocking (one database read): call it from a worker thread, with the request's own work."""
-        found = self._lookup(signed.device_id) if len(signed.device_id) <= 40 else None
+        return self.check(signed, self._lookup(signed.device_id))
+
+    def check(self, signed: SignedRequest, found: tuple[str, bool, str] | None, nonce: bool = True
+              ) -> AuthedDevice:
+        """Verify `signed` against its device's row (`found`); `nonce=False` when it was already counted."""
         if found is None:
             raise AuthError("unknown device", "enroll the device first")
         public_key, revoked, group = found
         if revoked:
             raise Forbidden("this device has been revoked", "ask an operator; enroll again with a new token")
-        nonce = verify_signed_request(PublicKey.from_b64(public_key), signed.method, signed.path_with_query,
-                                      signed.headers, signed.body)
-        with self._nonce_lock:
-            self.nonces.check_and_add(signed.device_id, nonce, time.time())
+        seen = verify_signed_request(_public_key(public_key), signed.method, signed.path_with_query,
+                                     signed.headers, signed.body)
+        if nonce:
+            with self._nonce_lock:
+                self.nonces.check_and_add(signed.device_id, seen, time.time())
         return AuthedDevice(signed.device_id, group)
 
     async def authenticate(self, request: Request) -> AuthedDevice:

@@ -11,6 +11,7 @@ from edgewise.fleet.auth import DeviceAuthenticator
 from edgewise.fleet.bundles import BundleCatalog
 from edgewise.fleet.db import Database
 from edgewise.fleet.forwarding import Forwarder
+from edgewise.fleet.group_commit import GroupCommit
 from edgewise.fleet.notify import Notifier
 from edgewise.fleet.rollout import Changes
 from edgewise.fleet.settings import ServerSettings
@@ -24,6 +25,7 @@ class ServerContext:
     devices: DeviceAuthenticator
     notifier: Notifier
     forwarder: Forwarder
+    group_commit: GroupCommit
     metrics: Any = None
 
     def announce(self, changes: Changes) -> None:

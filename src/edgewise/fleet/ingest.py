@@ -1,8 +1,8 @@
 """Ingest: event and telemetry batches stored exactly once per (device, seq), acknowledged after commit.
 
-A retried batch inserts nothing new: rows already stored are found by the unique (device_id, seq)
-key and acknowledged again, and `INSERT ... ON CONFLICT DO NOTHING` keeps two racing retries of
-the same batch from storing a row twice.
+A retried batch inserts nothing new: `INSERT ... ON CONFLICT (device_id, seq) DO NOTHING RETURNING`
+stores only the rows not stored yet and names them, so the rest are acknowledged again as
+duplicates, and two racing retries of the same batch can never store a row twice.
 """
 
 from __future__ import annotations
@@ -10,35 +10,19 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from edgewise.core.errors import ProtocolError
-from edgewise.core.wire import EventIn, IngestAck, IngestBatch, TelemetryIn
-from edgewise.fleet.db import Database
+from edgewise.core.wire import SHADOW_EVENT_TYPE, EventIn, IngestAck, IngestBatch, TelemetryIn
 from edgewise.fleet.db.models import Device, Event, Telemetry
-from edgewise.fleet.shadow_store import store_captures, store_shadow_reports
+from edgewise.fleet.shadow_store import decode_capture, store_captures, store_shadow_reports
 
 MAX_SNAPSHOT_BYTES = 2 << 20
-
-
-def _insert_ignoring_duplicates(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(insert(table).on_conflict_do_nothing(index_elements=["device_id", "seq"]), rows)
-
-
-def _existing(session: Session, model: Any, device_id: str, seqs: Sequence[int]) -> set[int]:
-    if not seqs:
-        return set()
-    found = session.scalars(select(model.seq).where(model.device_id == device_id, model.seq.in_(list(seqs))))
-    return set(found)
 
 
 def _snapshot(event: EventIn) -> bytes | None:
@@ -54,10 +38,24 @@ def _snapshot(event: EventIn) -> bytes | None:
     return data
 
 
-def _event_row(device_id: str, event: EventIn, now: float) -> dict[str, Any]:
+@dataclass
+class DecodedImages:
+    """A batch's snapshot and capture images, decoded (and size-checked) before any database work."""
+
+    snapshots: dict[int, bytes | None]
+    captures: dict[str, bytes]
+
+
+def decode_images(batch: IngestBatch) -> DecodedImages:
+    """Raises ProtocolError for the first corrupt or oversized image: the whole batch is refused."""
+    return DecodedImages({e.seq: _snapshot(e) for e in batch.events},
+                         {f.capture_id: decode_capture(f) for f in batch.captures})
+
+
+def _event_row(device_id: str, event: EventIn, now: float, snapshot: bytes | None) -> dict[str, Any]:
     return {"device_id": device_id, "seq": event.seq, "ts": event.ts, "received_at": now,
             "priority": event.priority, "type": event.type, "label": event.label, "score": event.score,
-            "bundle_version": event.bundle_version, "data": event.data, "snapshot_jpeg": _snapshot(event)}
+            "bundle_version": event.bundle_version, "data": event.data, "snapshot_jpeg": snapshot}
 
 
 def _telemetry_row(device_id: str, item: TelemetryIn, now: float) -> dict[str, Any]:
@@ -66,26 +64,68 @@ def _telemetry_row(device_id: str, item: TelemetryIn, now: float) -> dict[str, A
     return row
 
 
-def store_batch(db: Database, device_id: str, batch: IngestBatch) -> tuple[IngestAck, list[dict[str, Any]]]:
-    """Store the new items of `batch`; returns the ack and the newly stored events (for forwarding)."""
+_DEVICES = cast(Table, Device.__table__)
+_SEEN = update(_DEVICES).where(_DEVICES.c.id == bindparam("b_id")).values(last_seen=bindparam("b_now"))
+
+
+def _insert_new(session: Session, table: Any, rows: list[dict[str, Any]]) -> set[tuple[str, int]]:
+    """Insert the rows whose (device_id, seq) is not stored yet; the keys of those it inserted."""
+    if not rows:
+        return set()
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = insert(table).on_conflict_do_nothing(index_elements=["device_id", "seq"])
+    return {(row[0], row[1]) for row in session.execute(statement.returning(table.c.device_id, table.c.seq), rows)}
+
+
+def store_batches(session: Session, batches: list[tuple[str, IngestBatch, DecodedImages]]
+                  ) -> list[tuple[IngestAck, list[dict[str, Any]]]]:
+    """Store the new items of each (device id, batch, its decoded images), however many devices sent
+    them: one INSERT for all events, one for all telemetry, one UPDATE for last seen.
+
+    Returns, per batch, its ack and its newly stored events (for forwarding). An item already
+    stored, or sent twice in this group, is stored once and counted as a duplicate after the first.
+    """
     now = time.time()
-    events = {e.seq: e for e in batch.events}  # a seq repeated inside one batch is one item
-    telemetry = {t.seq: t for t in batch.telemetry}
-    with db.session() as session:
-        old_events = _existing(session, Event, device_id, list(events))
-        old_telemetry = _existing(session, Telemetry, device_id, list(telemetry))
-        new_events = [_event_row(device_id, e, now) for seq, e in events.items() if seq not in old_events]
-        new_telemetry = [_telemetry_row(device_id, t, now) for seq, t in telemetry.items() if seq not in old_telemetry]
-        _insert_ignoring_duplicates(session, Event.__table__, new_events)
-        _insert_ignoring_duplicates(session, Telemetry.__table__, new_telemetry)
-        store_shadow_reports(session, device_id, [e for seq, e in events.items() if seq not in old_events])
-        captured = store_captures(session, device_id, batch.captures)
-        seen: dict[str, Any] = {"last_seen": now}
+    event_rows: dict[tuple[str, int], dict[str, Any]] = {}
+    telemetry_rows: dict[tuple[str, int], dict[str, Any]] = {}
+    owners: list[tuple[list[tuple[str, int]], list[tuple[str, int]]]] = []  # per batch: keys it brought first
+    for device_id, batch, images in batches:
+        mine_events, mine_telemetry = [], []
+        for event in {e.seq: e for e in batch.events}.values():  # a seq repeated inside one batch is one item
+            key = (device_id, event.seq)
+            if key not in event_rows:
+                event_rows[key] = _event_row(device_id, event, now, images.snapshots.get(event.seq))
+                mine_events.append(key)
+        for item in {t.seq: t for t in batch.telemetry}.values():
+            key = (device_id, item.seq)
+            if key not in telemetry_rows:
+                telemetry_rows[key] = _telemetry_row(device_id, item, now)
+                mine_telemetry.append(key)
+        owners.append((mine_events, mine_telemetry))
+    new_events = _insert_new(session, Event.__table__, list(event_rows.values()))
+    new_telemetry = _insert_new(session, Telemetry.__table__, list(telemetry_rows.values()))
+    session.execute(_SEEN, [{"b_id": device_id, "b_now": now} for device_id in sorted({b[0] for b in batches})])
+    results = []
+    for (device_id, batch, images), (mine_events, mine_telemetry) in zip(batches, owners, strict=True):
+        stored = [key for key in mine_events if key in new_events]
+        if any(event_rows[key]["type"] == SHADOW_EVENT_TYPE for key in stored):
+            stored_seqs = {seq for _, seq in stored}
+            store_shadow_reports(session, device_id, [e for e in batch.events if e.seq in stored_seqs])
+        captured = store_captures(session, device_id, batch.captures, images.captures) if batch.captures else []
         if batch.dropped:
-            seen["dropped"] = dict(batch.dropped)
-        session.execute(update(Device).where(Device.id == device_id).values(**seen))
-    duplicates = len(batch.events) + len(batch.telemetry) - len(new_events) - len(new_telemetry)
-    acked = sorted(set(events) | set(telemetry))
-    forwarded = [{k: v for k, v in row.items() if k != "snapshot_jpeg"} | {"has_snapshot": bool(row["snapshot_jpeg"])}
-                 for row in new_events]
-    return IngestAck(acked=acked, duplicates=duplicates, captured=captured), forwarded
+            session.execute(update(Device).where(Device.id == device_id).values(dropped=dict(batch.dropped)),
+                            execution_options={"synchronize_session": False})
+        fresh = len(stored) + sum(1 for key in mine_telemetry if key in new_telemetry)
+        seqs = {e.seq for e in batch.events} | {t.seq for t in batch.telemetry}
+        ack = IngestAck(acked=sorted(seqs), duplicates=len(batch.events) + len(batch.telemetry) - fresh,
+                        captured=captured)
+        forwarded = [{k: v for k, v in event_rows[key].items() if k != "snapshot_jpeg"}
+                     | {"has_snapshot": event_rows[key]["snapshot_jpeg"] is not None} for key in stored]
+        results.append((ack, forwarded))
+    return results
+
+
+def store_batch(session: Session, device_id: str, batch: IngestBatch, images: DecodedImages | None = None
+                ) -> tuple[IngestAck, list[dict[str, Any]]]:
+    """One device's batch (see `store_batches`)."""
+    return store_batches(session, [(device_id, batch, images or decode_images(batch))])[0]

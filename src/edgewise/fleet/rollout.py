@@ -31,6 +31,7 @@ SHADOWING = "shadowing"  # quality gate: the first batch runs the candidate in s
 LIVE = (ACTIVE, SHADOWING)
 FINISHED_TARGET = ("succeeded", "failed", "rolled_back")
 UPDATING_STATES = ("download", "verify", "install", "activate", "health-check", "commit")
+_DEFERRED = "edgewise.deferred_evaluations"  # session.info key: deployment ids to evaluate at commit
 
 
 @dataclass
@@ -181,20 +182,40 @@ def _target_verdict(device: Device, digest: str, deployment_id: str, spec: Strat
 
 
 def _judge_target(session: Session, deployment: Deployment, target: DeploymentTarget, device: Device,
-                  digest: str, changes: Changes) -> None:
+                  digest: str, changes: Changes) -> bool:
+    """Move the target on from what its device reports; whether it changed."""
     spec = StrategySpec.model_validate(deployment.strategy)
     verdict = _target_verdict(device, digest, deployment.id, spec)
     # A canary that turns unhealthy while baking becomes a failure; otherwise finished targets stay.
     if verdict is None or verdict == target.status or (target.status == "succeeded" and verdict != "failed"):
-        return
+        return False
     if target.status in ("failed", "rolled_back", "pending"):
-        return
+        return False
     previous, target.status = target.status, verdict
     if verdict in FINISHED_TARGET:
         target.finished_at = time.time()
     detail = ((device.reported or {}).get("update") or {}).get("error") or ""
     target.detail = detail or target.detail
     _record(session, changes, deployment.id, verdict, previous, device.id, detail)
+    return True
+
+
+def defer_evaluation(session: Session) -> None:
+    """Within this transaction, evaluate each deployment once, at `evaluate_deferred`, not per report.
+
+    A group commit carries hundreds of reports from the devices of one rollout; evaluating after
+    each would count the same targets hundreds of times.
+    """
+    session.info[_DEFERRED] = set()
+
+
+def evaluate_deferred(session: Session) -> Changes:
+    changes = Changes()
+    for deployment_id in sorted(session.info.pop(_DEFERRED, ())):
+        deployment = session.get(Deployment, deployment_id, with_for_update=True)
+        if deployment is not None:
+            evaluate(session, deployment, changes)
+    return changes
 
 
 def on_device_report(session: Session, device: Device) -> Changes:
@@ -210,8 +231,13 @@ def on_device_report(session: Session, device: Device) -> Changes:
         DeploymentTarget.deployment_id == deployment.id, DeploymentTarget.device_id == device.id))
     if target is None:
         return changes
-    _judge_target(session, deployment, target, device, deployment.bundle_digest, changes)
-    evaluate(session, deployment, changes)
+    if not _judge_target(session, deployment, target, device, deployment.bundle_digest, changes):
+        return changes  # nothing new for the deployment; timers move on in the housekeeping tick
+    deferred = session.info.get(_DEFERRED)
+    if deferred is not None:
+        deferred.add(deployment.id)
+    else:
+        evaluate(session, deployment, changes)
     return changes
 
 

@@ -49,7 +49,7 @@ def store_shadow_reports(session: Session, device_id: str, events: list[EventIn]
     return len(rows)
 
 
-def _jpeg(frame: CapturedFrame) -> bytes:
+def decode_capture(frame: CapturedFrame) -> bytes:
     try:
         data = base64.b64decode(frame.jpeg_b64, validate=True)
     except (binascii.Error, ValueError):
@@ -60,12 +60,17 @@ def _jpeg(frame: CapturedFrame) -> bytes:
     return data
 
 
-def store_captures(session: Session, device_id: str, frames: list[CapturedFrame]) -> list[str]:
-    """Store new captured frames; every capture_id of the batch is then durably stored (the ack)."""
+def store_captures(session: Session, device_id: str, frames: list[CapturedFrame],
+                   decoded: dict[str, bytes] | None = None) -> list[str]:
+    """Store new captured frames; every capture_id of the batch is then durably stored (the ack).
+
+    `decoded` holds the images already decoded by `decode_capture`, by capture id.
+    """
     now = time.time()
+    images = decoded if decoded is not None else {f.capture_id: decode_capture(f) for f in frames}
     rows = [{"device_id": device_id, "capture_id": f.capture_id, "ts": f.ts, "received_at": now,
              "camera": f.camera, "bundle_version": f.bundle_version, "label": f.label,
-             "meta": f.model_dump(mode="json", exclude={"jpeg_b64"}), "jpeg": _jpeg(f)} for f in frames]
+             "meta": f.model_dump(mode="json", exclude={"jpeg_b64"}), "jpeg": images[f.capture_id]} for f in frames]
     _insert_ignoring(session, CapturedFrameRow.__table__, rows, ["device_id", "capture_id"])
     return sorted({f.capture_id for f in frames})
 

@@ -3,7 +3,8 @@
 Each device enrolls with its own ed25519 key, long-polls its desired state, reports state (the
 heartbeat), sends batched events and telemetry, and accepts updates by reporting the new bundle as
 installed (or as failed, for digests listed in `failing_digests`). It uses only `edgewise.core`
-and httpx, like the agent. Latencies of every request are recorded for the benchmark.
+and a minimal HTTP client (`light_http`), so that a thousand devices cost the machine little
+beside the server they measure. Latencies of every request are recorded for the benchmark.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from edgewise.core.auth import signed_headers
-from edgewise.core.errors import AuthError
+from edgewise.core.errors import AuthError, ServiceUnavailable
 from edgewise.core.signing import PrivateKey
 from edgewise.core.wire import API_PREFIX
+from edgewise.fleet.light_http import Connection, Reply, TransportError
+
+_TLS = ssl.create_default_context()  # shared: building one per device costs milliseconds each
 
 
 @dataclass
@@ -36,6 +38,7 @@ class SimulationConfig:
     long_poll_s: float = 30.0
     failing_digests: list[str] = field(default_factory=list)
     enroll_concurrency: int = 50
+    start_spread_s: float = 0.0  # devices start at random points of this window, as a real fleet does
 
 
 @dataclass
@@ -64,9 +67,11 @@ class SimulationStats:
 
 
 class SimulatedDevice:
-    def __init__(self, index: int, http: httpx.AsyncClient, config: SimulationConfig, stats: SimulationStats) -> None:
+    def __init__(self, index: int, config: SimulationConfig, stats: SimulationStats) -> None:
         self.index = index
-        self.http = http
+        # Two connections, like a real device: one held by the long poll, one for everything else.
+        self.http = Connection(config.server, _TLS)
+        self.poll_http = Connection(config.server, _TLS)
         self.config = config
         self.stats = stats
         self.key = PrivateKey.generate()
@@ -77,14 +82,19 @@ class SimulatedDevice:
         self.health = "ok"
 
     async def _send(self, kind: str, method: str, path: str, body: Any = None,
-                    headers: dict[str, str] | None = None, timeout: float | None = 30.0) -> httpx.Response:
+                    headers: dict[str, str] | None = None, timeout: float = 30.0) -> Reply:
         content = b"" if body is None else json.dumps(body).encode()
         full = API_PREFIX + path
         all_headers = {**signed_headers(self.device_id, self.key, method, full, content), **(headers or {})}
         if body is not None:
             all_headers["Content-Type"] = "application/json"
         started = time.monotonic()
-        response = await self.http.request(method, full, content=content, headers=all_headers, timeout=timeout)
+        http = self.poll_http if kind == "desired" else self.http
+        try:
+            response = await http.request(method, full, content, all_headers, timeout)
+        except TransportError:
+            self.stats.errors += 1
+            return Reply(599)  # no answer: the loops carry on as a device would, and retry later
         if kind != "desired":  # long polls wait on purpose; their latency is measured without `wait`
             self.stats.record(kind, time.monotonic() - started)
         if response.status_code >= 400:
@@ -95,7 +105,12 @@ class SimulatedDevice:
         body = {"token": self.config.enroll_token, "public_key": self.key.public.b64, "name": f"sim-{self.index:05d}",
                 "hardware": "x86-host", "agent_version": "sim", "tags": {"simulated": "true"}}
         started = time.monotonic()
-        response = await self.http.post(f"{API_PREFIX}/enroll", json=body)
+        try:
+            response = await self.http.request("POST", f"{API_PREFIX}/enroll", json.dumps(body).encode(),
+                                               {"Content-Type": "application/json"})
+        except TransportError as error:
+            raise ServiceUnavailable(f"cannot reach the fleet server at {self.config.server}: {error}",
+                                     "start it with `edgewise server` and check --server") from None
         self.stats.record("enroll", time.monotonic() - started)
         if response.status_code != 200:
             try:
@@ -140,17 +155,12 @@ class SimulatedDevice:
             wait = min(self.config.long_poll_s, max(0.0, until - time.monotonic()))
             headers = {"If-None-Match": etag} if etag else None
             started = time.monotonic()
-            try:
-                response = await self._send("desired", "GET", f"/device/desired?wait={wait:.0f}", headers=headers,
-                                            timeout=wait + 30)
-            except httpx.HTTPError:
-                self.stats.errors += 1
-                await asyncio.sleep(1.0)
-                continue
+            response = await self._send("desired", "GET", f"/device/desired?wait={wait:.0f}", headers=headers,
+                                        timeout=wait + 30)
             if etag is None:
                 self.stats.record("desired", time.monotonic() - started)
             if response.status_code == 200:
-                etag = response.headers.get("ETag")
+                etag = response.headers.get("etag")
                 await self.apply(response.json())
             elif response.status_code != 304:
                 await asyncio.sleep(1.0)
@@ -172,12 +182,13 @@ class SimulatedDevice:
         await self.report()
 
     async def run(self, until: float) -> None:
+        await asyncio.sleep(random.uniform(0, self.config.start_spread_s))
         await self.report()
         await asyncio.gather(self.heartbeat_loop(until), self.ingest_loop(until), self.desired_loop(until))
 
 
 async def enroll_all(config: SimulationConfig, stats: SimulationStats) -> list[SimulatedDevice]:
-    devices = [SimulatedDevice(i, make_client(config), config, stats) for i in range(config.devices)]
+    devices = [SimulatedDevice(i, config, stats) for i in range(config.devices)]
     gate = asyncio.Semaphore(config.enroll_concurrency)
 
     async def enroll(device: SimulatedDevice) -> None:
@@ -188,22 +199,10 @@ async def enroll_all(config: SimulationConfig, stats: SimulationStats) -> list[S
     return devices
 
 
-_TLS = ssl.create_default_context()
-
-
-def make_client(config: SimulationConfig) -> httpx.AsyncClient:
-    """One small client per device: its long poll plus one request at a time, like a real device.
-
-    A single shared pool of thousands of connections would make the client, not the server, the
-    bottleneck (httpcore scans its pool on every request); the TLS context is shared because
-    building one per client costs milliseconds.
-    """
-    return httpx.AsyncClient(base_url=config.server, limits=httpx.Limits(max_connections=3), timeout=60.0,
-                             verify=_TLS)
 
 
 async def close_all(devices: list[SimulatedDevice]) -> None:
-    await asyncio.gather(*(device.http.aclose() for device in devices))
+    await asyncio.gather(*(c.close() for device in devices for c in (device.http, device.poll_http)))
 
 
 async def run_simulation(config: SimulationConfig, stats: SimulationStats | None = None) -> SimulationStats:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import String, Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from edgewise.core.wire import BundleRef, DesiredState, ReportedState
@@ -39,11 +39,6 @@ def desired_state(session: Session, device_id: str) -> DesiredState:
                         shadow_share=share)
 
 
-def desired_revision(session: Session, device_id: str) -> str:
-    device = session.get(Device, device_id)
-    return "" if device is None else str(device.desired_revision)
-
-
 @dataclass
 class ReportOutcome:
     rollout: Changes
@@ -51,40 +46,83 @@ class ReportOutcome:
     came_online: bool = False
 
 
-def apply_report(session: Session, device_id: str, report: ReportedState, offline_after_s: float) -> ReportOutcome:
-    """Store what the device reports (this is also its heartbeat) and let its deployment react.
+_DEVICES = cast(Table, Device.__table__)
+# One statement for every heartbeat of a group commit, executed once per report (executemany).
+_STORE_REPORT = (
+    update(_DEVICES).where(_DEVICES.c.id == bindparam("b_id")).values(
+        reported=bindparam("b_reported", type_=_DEVICES.c.reported.type), last_seen=bindparam("b_now"),
+        health=bindparam("b_health"), update_state=bindparam("b_update_state"),
+        current_digest=bindparam("b_digest"), current_version=bindparam("b_version"),
+        agent_version=func.coalesce(bindparam("b_agent", type_=String), _DEVICES.c.agent_version),
+        hardware=func.coalesce(bindparam("b_hardware", type_=String), _DEVICES.c.hardware))
+)
 
-    Heartbeats are the most frequent write, so the common case is one SELECT and one UPDATE
-    statement; the ORM object is loaded only for a device inside a deployment.
+
+def apply_reports(session: Session, reports: list[tuple[str, ReportedState]], offline_after_s: float
+                  ) -> list[ReportOutcome]:
+    """Store what devices report (this is also their heartbeat) and let their deployments react.
+
+    Heartbeats are the most frequent write: however many arrive together, they cost one SELECT and
+    one executemany UPDATE. The deployment engine runs only for a device of a deployment that
+    reports something new (health, update progress or bundle): a repeated report cannot change its
+    verdict, and bake timers and timeouts move on in the housekeeping tick.
     """
-    before = session.execute(
-        select(Device.name, Device.last_seen, Device.health, Device.update_state, Device.current_digest,
-               Device.desired_deployment_id).where(Device.id == device_id)
-    ).first()
-    if before is None:
-        raise NotFound(f"device {device_id} not found")
+    ids = sorted({device_id for device_id, _ in reports})
+    before = {row.id: row._asdict() for row in session.execute(
+        select(Device.id, Device.name, Device.last_seen, Device.health, Device.update_state, Device.current_digest,
+               Device.desired_deployment_id, Device.reported).where(Device.id.in_(ids)))}
     now = time.time()
-    came_online = before.last_seen is None or now - before.last_seen > offline_after_s
-    current = report.current_bundle
-    values: dict[str, Any] = {
-        "reported": report.model_dump(mode="json"), "last_seen": now, "health": report.health.status,
-        "update_state": report.update.state, "current_digest": current.digest if current else None,
-        "current_version": current.version if current else None,
-    }
-    if report.agent_version:
-        values["agent_version"] = report.agent_version
-    if report.hardware:
-        values["hardware"] = report.hardware
-    session.execute(update(Device).where(Device.id == device_id).values(**values))
-    status_change = None
-    if (before.health, before.update_state, before.current_digest) != (
-            values["health"], values["update_state"], values["current_digest"]) or came_online:
-        status_change = {"device_id": device_id, "name": before.name, "health": values["health"],
-                         "update_state": values["update_state"], "bundle_version": values["current_version"],
-                         "online": True, "ts": now}
-    rollout = Changes()
-    if before.desired_deployment_id is not None:
-        device = session.get(Device, device_id, with_for_update=True)
+    rows: list[dict[str, Any]] = []
+    outcomes: list[ReportOutcome] = []
+    news_for: dict[str, int] = {}  # device id -> index of its last report with news
+    for device_id, report in reports:
+        previous = before.get(device_id)
+        if previous is None:
+            raise NotFound(f"device {device_id} not found")
+        current = report.current_bundle
+        reported = report.model_dump(mode="json")
+        now_row = {"id": device_id, "name": previous["name"], "last_seen": now, "health": report.health.status,
+                   "update_state": report.update.state, "current_digest": current.digest if current else None,
+                   "desired_deployment_id": previous["desired_deployment_id"], "reported": reported}
+        came_online = previous["last_seen"] is None or now - previous["last_seen"] > offline_after_s
+        status_change = None
+        if came_online or any(previous[k] != now_row[k] for k in ("health", "update_state", "current_digest")):
+            status_change = {"device_id": device_id, "name": previous["name"], "health": now_row["health"],
+                             "update_state": now_row["update_state"],
+                             "bundle_version": current.version if current else None, "online": True, "ts": now}
+        news = status_change is not None or (previous["reported"] or {}).get("update") != reported.get("update")
+        if previous["desired_deployment_id"] is not None and news:
+            news_for[device_id] = len(outcomes)
+        before[device_id] = now_row  # a second report from the same device in this batch follows this one
+        rows.append({"b_id": device_id, "b_reported": reported, "b_now": now, "b_health": now_row["health"],
+                     "b_update_state": now_row["update_state"], "b_digest": now_row["current_digest"],
+                     "b_version": current.version if current else None,
+                     "b_agent": report.agent_version or None, "b_hardware": report.hardware or None})
+        outcomes.append(ReportOutcome(Changes(), status_change, came_online))
+    session.execute(_STORE_REPORT, rows)
+    for device_id, index in news_for.items():
+        # populate_existing: the UPDATE above does not refresh a Device that this transaction
+        # (a group commit of many requests) has already loaded.
+        device = session.get(Device, device_id, with_for_update=True, populate_existing=True)
         if device is not None:
-            rollout = on_device_report(session, device)
-    return ReportOutcome(rollout, status_change, came_online)
+            outcomes[index].rollout = on_device_report(session, device)
+    return outcomes
+
+
+def read_desired_many(session: Session, reads: list[tuple[str, str | None]]
+                      ) -> list[tuple[DesiredState | None, str]]:
+    """For each (device id, revision it has seen): (its desired state, revision), or (None, revision)
+    while the revision is still the one seen. Long polls re-read often, so unchanged is one read."""
+    ids = sorted({device_id for device_id, _ in reads})
+    revisions = dict(session.execute(select(Device.id, Device.desired_revision).where(Device.id.in_(ids))).all())
+    results: list[tuple[DesiredState | None, str]] = []
+    for device_id, seen in reads:
+        revision = revisions.get(device_id)
+        if revision is None:
+            raise NotFound(f"device {device_id} not found")
+        if str(revision) == seen:
+            results.append((None, str(revision)))
+        else:
+            state = desired_state(session, device_id)
+            results.append((state, state.revision))
+    return results

@@ -7,13 +7,16 @@ from the URL or the body.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
+from collections.abc import Callable
 from typing import Any
 
-from anyio import to_thread
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import FileResponse
+from sqlalchemy.orm import Session
 
+from edgewise.core.errors import AuthError
 from edgewise.core.wire import (
     DesiredState,
     EnrollRequest,
@@ -24,10 +27,12 @@ from edgewise.core.wire import (
     ReportedState,
 )
 from edgewise.fleet.auth import AuthedDevice, SignedRequest
-from edgewise.fleet.context import ServerContext, context_of
+from edgewise.fleet.context import context_of
 from edgewise.fleet.enrollment import enroll
-from edgewise.fleet.ingest import store_batch
-from edgewise.fleet.twin import ReportOutcome, apply_report, desired_state
+from edgewise.fleet.group_commit import Handler
+from edgewise.fleet.ingest import decode_images, store_batches
+from edgewise.fleet.settings import ServerSettings
+from edgewise.fleet.twin import ReportOutcome, apply_reports, read_desired_many
 
 ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 422, 503)}
 router = APIRouter(tags=["device"], responses=ERRORS)  # type: ignore[arg-type]
@@ -40,7 +45,7 @@ async def signed_request(
     x_edgewise_nonce: str | None = Header(None),
     x_edgewise_signature: str | None = Header(None),
 ) -> SignedRequest:
-    """The request as signed; it is verified inside the handler's worker thread (one thread hop)."""
+    """The request as signed; it is verified with the request's own work, in the group commit."""
     return await context_of(request).devices.read(request)
 
 
@@ -75,11 +80,6 @@ def _desired_response(state: DesiredState) -> Response:
     return Response(state.model_dump_json(), media_type="application/json", headers={"ETag": f'"{state.revision}"'})
 
 
-def _read_desired(ctx: ServerContext, device_id: str) -> DesiredState:
-    with ctx.db.session(write=False) as session:
-        return desired_state(session, device_id)
-
-
 @router.get("/device/desired", response_model=DesiredState, responses={304: {"description": "unchanged"}})
 async def get_desired(
     request: Request,
@@ -88,37 +88,35 @@ async def get_desired(
     signed: SignedRequest = Depends(signed_request),
 ) -> Response:
     ctx = context_of(request)
-    device = await to_thread.run_sync(ctx.devices.verify, signed)
     seen = _etag_revision(if_none_match)
-    deadline = time.monotonic() + min(wait, ctx.settings.long_poll_max_s)
-    while True:
-        changed = ctx.notifier.waiter(device.id)  # registered before reading, so no change slips between
-        try:
-            state = await to_thread.run_sync(_read_desired, ctx, device.id)
-            if state.revision != seen:
-                return _desired_response(state)
+    # Each poll ends at a random point of its last quarter, and re-reads at random intervals: a
+    # fleet that reconnects at once (a server restart, a site's power back) would otherwise poll
+    # in lockstep forever, a thousand requests in the same millisecond every period.
+    deadline = time.monotonic() + min(wait, ctx.settings.long_poll_max_s) * random.uniform(0.75, 1.0)  # noqa: S311
+    changed = ctx.notifier.waiter(signed.device_id)  # registered before reading, so no change slips between
+    try:
+        state, revision = await ctx.group_commit.submit(DESIRED, seen, signed)
+        while state is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return Response(status_code=304, headers={"ETag": f'"{state.revision}"'})
+                return Response(status_code=304, headers={"ETag": f'"{revision}"'})
             try:
-                await asyncio.wait_for(changed.wait(), timeout=min(remaining, ctx.settings.long_poll_recheck_s))
+                recheck = ctx.settings.long_poll_recheck_s * random.uniform(0.5, 1.0)  # noqa: S311
+                await asyncio.wait_for(changed.wait(), timeout=min(remaining, recheck))
             except asyncio.TimeoutError:
-                pass
-        finally:
-            ctx.notifier.forget(device.id, changed)
+                pass  # re-read anyway: another server replica may have changed it
+            changed.clear()
+            state, revision = await ctx.group_commit.submit(DESIRED_RECHECK, (signed.device_id, seen))
+        return _desired_response(state)
+    finally:
+        ctx.notifier.forget(signed.device_id, changed)
 
 
 @router.put("/device/state", status_code=204, response_class=Response)
 async def put_state(body: ReportedState, request: Request,
                     signed: SignedRequest = Depends(signed_request)) -> Response:
     ctx = context_of(request)
-
-    def work() -> ReportOutcome:
-        device = ctx.devices.verify(signed)
-        with ctx.db.session() as session:
-            return apply_report(session, device.id, body, ctx.settings.offline_after_s)
-
-    outcome = await to_thread.run_sync(work)
+    outcome: ReportOutcome = await ctx.group_commit.submit(STATE, body, signed)
     ctx.announce(outcome.rollout)
     if outcome.status_change is not None:
         ctx.forwarder.emit("device.status", outcome.status_change)
@@ -130,17 +128,44 @@ async def put_state(body: ReportedState, request: Request,
 async def post_ingest(body: IngestBatch, request: Request,
                       signed: SignedRequest = Depends(signed_request)) -> IngestAck:
     ctx = context_of(request)
-
-    def work() -> tuple[IngestAck, list[dict[str, Any]]]:
-        return store_batch(ctx.db, ctx.devices.verify(signed).id, body)
-
-    ack, new_events = await to_thread.run_sync(work)
+    ack, new_events = await ctx.group_commit.submit(INGEST, body, signed)
     for event in new_events:
         ctx.forwarder.emit("event", event)
         ctx.notifier.publish("event", event)
     if ctx.metrics is not None:
         ctx.metrics.ingested(len(new_events), len(body.telemetry), ack.duplicates)
     return ack
+
+
+# --- what the group commit does with each kind of device request (see fleet.group_commit) -----
+
+DESIRED, DESIRED_RECHECK, STATE, INGEST = "desired", "desired-recheck", "state", "ingest"
+
+
+def device_handlers(settings: ServerSettings) -> tuple[dict[str, Handler], dict[str, Callable[[Any], Any]]]:
+    """The group commit's handlers and preparers for the device endpoints above."""
+
+    def desired(session: Session, items: list[tuple[AuthedDevice | None, Any]]) -> list[Any]:
+        return read_desired_many(session, [(_authed(device).id, seen) for device, seen in items])
+
+    def recheck(session: Session, items: list[tuple[AuthedDevice | None, Any]]) -> list[Any]:
+        return read_desired_many(session, [payload for _, payload in items])  # already authenticated
+
+    def state(session: Session, items: list[tuple[AuthedDevice | None, Any]]) -> list[Any]:
+        return apply_reports(session, [(_authed(device).id, body) for device, body in items],
+                             settings.offline_after_s)
+
+    def ingest(session: Session, items: list[tuple[AuthedDevice | None, Any]]) -> list[Any]:
+        return store_batches(session, [(_authed(device).id, body, images) for device, (body, images) in items])
+
+    handlers: dict[str, Handler] = {DESIRED: desired, DESIRED_RECHECK: recheck, STATE: state, INGEST: ingest}
+    return handlers, {INGEST: lambda body: (body, decode_images(body))}
+
+
+def _authed(device: AuthedDevice | None) -> AuthedDevice:
+    if device is None:
+        raise AuthError("this request must be signed by a device")
+    return device
 
 
 @router.get("/device/bundles/{digest}/archive", response_class=FileResponse,
