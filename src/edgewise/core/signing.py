@@ -7,6 +7,7 @@ the sha256 of those bytes. Private keys are PKCS#8 PEM files written with mode 0
 from __future__ import annotations
 
 import base64
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,9 +42,13 @@ class PublicKey:
     def key_id(self) -> str:
         return sha256_bytes(self.raw)[:16]
 
+    @functools.cached_property
+    def _key(self) -> Ed25519PublicKey:
+        return Ed25519PublicKey.from_public_bytes(self.raw)  # parsed once: verifying is the hot path
+
     def verify(self, signature: bytes, data: bytes) -> bool:
         try:
-            Ed25519PublicKey.from_public_bytes(self.raw).verify(signature, data)
+            self._key.verify(signature, data)
         except InvalidSignature:
             return False
         return True

@@ -43,7 +43,8 @@ def build_context(settings: ServerSettings, store: BundleStore | None = None, db
     group_commit = GroupCommit(db, devices, handlers, prepare, begin=defer_evaluation, finish=evaluate_deferred)
     ctx = ServerContext(
         settings=settings, db=db, catalog=BundleCatalog(db, settings.store_url, store, settings.cache_dir),
-        devices=devices, notifier=Notifier(), forwarder=Forwarder(settings.forwarding), group_commit=group_commit,
+        devices=devices, notifier=Notifier(settings.wake_rate_per_s), forwarder=Forwarder(settings.forwarding),
+        group_commit=group_commit,
     )
     group_commit.after = ctx.announce  # rollout changes from the batch's deferred evaluations
     return ctx

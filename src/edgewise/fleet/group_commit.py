@@ -23,11 +23,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from edgewise.core.errors import EdgewiseError, ServiceUnavailable
 from edgewise.fleet.auth import AuthedDevice, DeviceAuthenticator, SignedRequest
 from edgewise.fleet.db import Database
+from edgewise.fleet.db.models import Device
 
 log = logging.getLogger("edgewise.fleet")
 
@@ -50,6 +52,12 @@ class _Outcome:
     result: Any = None
     error: BaseException | None = None
     nonce_counted: bool = False  # a retry alone must not take its own nonce for a replay
+
+
+def lock_devices(session: Session, device_ids: list[str]) -> None:
+    if device_ids:
+        session.execute(select(Device.id).where(Device.id.in_(sorted(set(device_ids)))).order_by(Device.id)
+                        .with_for_update())
 
 
 class GroupCommit:
@@ -144,8 +152,14 @@ class GroupCommit:
                 if self.begin is not None:
                     self.begin(session)
                 by_kind: dict[str, list[tuple[_Outcome, AuthedDevice | None]]] = {}
-                for outcome, device in self._authenticate(session, batch):
+                passed = self._authenticate(session, batch)
+                for outcome, device in passed:
                     by_kind.setdefault(outcome.job.kind, []).append((outcome, device))
+                if not self.db.is_sqlite:
+                    # Lock every device row this batch may write, in id order, before writing any:
+                    # an operator's rollout updates device rows in id order too, so neither can
+                    # hold one row the other needs while waiting for another (no deadlock).
+                    lock_devices(session, [device.id for _, device in passed if device is not None])
                 for kind, items in by_kind.items():
                     results = self.handlers[kind](session, [(device, o.job.payload) for o, device in items])
                     for (outcome, _device), result in zip(items, results, strict=True):

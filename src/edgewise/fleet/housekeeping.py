@@ -22,8 +22,7 @@ class Housekeeper:
     def tick(self) -> None:
         """One round; runs in a worker thread every `settings.tick_s`."""
         now = time.time()
-        with self.ctx.db.session() as session:
-            changes = advance_all(session)
+        changes = self.ctx.db.transact(advance_all)
         self.ctx.announce(changes)
         self._announce_offline(self._last_tick, now)
         self.ctx.db.checkpoint()

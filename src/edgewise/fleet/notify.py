@@ -13,9 +13,15 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+WAKE_SLICE_S = 0.05
+
 
 class Notifier:
-    def __init__(self) -> None:
+    def __init__(self, wake_rate_per_s: float = 100.0) -> None:
+        # A rollout that changes a thousand devices at once must not wake a thousand long polls in
+        # the same millisecond: they would all fetch their state, report and download together.
+        # Devices are woken at most `wake_rate_per_s`, in slices, in the order the change lists them.
+        self.wake_rate_per_s = wake_rate_per_s
         self._loop: asyncio.AbstractEventLoop | None = None
         self._device_waiters: dict[str, set[asyncio.Event]] = {}
         self._subscribers: set[asyncio.Queue[str]] = set()
@@ -38,14 +44,17 @@ class Notifier:
                 del self._device_waiters[device_id]
 
     def desired_changed(self, device_ids: Iterable[str]) -> None:
-        ids = list(device_ids)
+        ids = sorted(device_ids)  # sets arrive unordered; a stable order keeps the pacing fair
         if ids:
             self._call(self._wake_devices, ids)
 
     def _wake_devices(self, device_ids: list[str]) -> None:
-        for device_id in device_ids:
+        per_slice = max(1, int(self.wake_rate_per_s * WAKE_SLICE_S))
+        for device_id in device_ids[:per_slice]:
             for event in self._device_waiters.get(device_id, ()):
                 event.set()
+        if len(device_ids) > per_slice and self._loop is not None:
+            self._loop.call_later(WAKE_SLICE_S, self._wake_devices, device_ids[per_slice:])
 
     # --- live stream for the dashboard ---------------------------------------------------------
 

@@ -146,8 +146,10 @@ def _assign_batch(session: Session, deployment: Deployment, digest: str, batch: 
         select(DeploymentTarget).where(DeploymentTarget.deployment_id == deployment.id,
                                        DeploymentTarget.batch == batch)
     ).all()
+    devices = {d.id: d for d in session.scalars(select(Device).where(Device.id.in_([t.device_id for t in targets])))}
+    spec = StrategySpec.model_validate(deployment.strategy)
     for target in targets:
-        device = session.get(Device, target.device_id)
+        device = devices.get(target.device_id)
         if device is None or device.revoked:
             target.status, target.detail = "failed", "device revoked"
             continue
@@ -156,7 +158,7 @@ def _assign_batch(session: Session, deployment: Deployment, digest: str, batch: 
         target.status, target.assigned_at = "assigned", now
         _set_desired(device, digest, deployment.id, changes)
         _record(session, changes, deployment.id, "assigned", "pending", device.id, f"batch {batch}")
-        _judge_target(session, deployment, target, device, digest, changes)
+        _judge_target(session, deployment, target, device, digest, changes, spec)
     deployment.current_batch, deployment.batch_done_at, deployment.updated_at = batch, None, now
 
 
@@ -182,9 +184,9 @@ def _target_verdict(device: Device, digest: str, deployment_id: str, spec: Strat
 
 
 def _judge_target(session: Session, deployment: Deployment, target: DeploymentTarget, device: Device,
-                  digest: str, changes: Changes) -> bool:
+                  digest: str, changes: Changes, spec: StrategySpec | None = None) -> bool:
     """Move the target on from what its device reports; whether it changed."""
-    spec = StrategySpec.model_validate(deployment.strategy)
+    spec = spec or StrategySpec.model_validate(deployment.strategy)
     verdict = _target_verdict(device, digest, deployment.id, spec)
     # A canary that turns unhealthy while baking becomes a failure; otherwise finished targets stay.
     if verdict is None or verdict == target.status or (target.status == "succeeded" and verdict != "failed"):
@@ -218,27 +220,43 @@ def evaluate_deferred(session: Session) -> Changes:
     return changes
 
 
-def on_device_report(session: Session, device: Device) -> Changes:
-    """Update the device's target in its current deployment from what it just reported."""
-    changes = Changes()
-    if device.desired_deployment_id is None:
-        return changes
-    deployment = session.get(Deployment, device.desired_deployment_id, with_for_update=True)
-    # A halted deployment still records how its devices end up, but never moves on.
-    if deployment is None or deployment.status not in (ACTIVE, "halted"):
-        return changes
-    target = session.scalar(select(DeploymentTarget).where(
-        DeploymentTarget.deployment_id == deployment.id, DeploymentTarget.device_id == device.id))
-    if target is None:
-        return changes
-    if not _judge_target(session, deployment, target, device, deployment.bundle_digest, changes):
-        return changes  # nothing new for the deployment; timers move on in the housekeeping tick
-    deferred = session.info.get(_DEFERRED)
-    if deferred is not None:
-        deferred.add(deployment.id)
-    else:
-        evaluate(session, deployment, changes)
-    return changes
+def on_device_reports(session: Session, device_ids: list[str]) -> dict[str, Changes]:
+    """Update each device's target in its current deployment from what it just reported.
+
+    A rollout brings hundreds of such reports in one group commit: devices, deployments and
+    targets are each loaded in one query, not one per report.
+    """
+    results = {device_id: Changes() for device_id in device_ids}
+    # populate_existing: the reports were stored by a Core UPDATE, which does not refresh a Device
+    # that this transaction (a group commit of many requests) has already loaded.
+    devices = session.scalars(select(Device).where(Device.id.in_(sorted(results))).order_by(Device.id)
+                              .with_for_update().execution_options(populate_existing=True)).all()
+    deployment_ids = sorted({d.desired_deployment_id for d in devices if d.desired_deployment_id})
+    if not deployment_ids:
+        return results
+    deployments = {d.id: d for d in session.scalars(
+        select(Deployment).where(Deployment.id.in_(deployment_ids)).order_by(Deployment.id).with_for_update())}
+    targets = {(t.deployment_id, t.device_id): t for t in session.scalars(select(DeploymentTarget).where(
+        DeploymentTarget.deployment_id.in_(deployment_ids), DeploymentTarget.device_id.in_(sorted(results))))}
+    specs: dict[str, StrategySpec] = {}
+    for device in devices:
+        deployment = deployments.get(device.desired_deployment_id or "")
+        # A halted deployment still records how its devices end up, but never moves on.
+        if deployment is None or deployment.status not in (ACTIVE, "halted"):
+            continue
+        target = targets.get((deployment.id, device.id))
+        if target is None:
+            continue
+        spec = specs.setdefault(deployment.id, StrategySpec.model_validate(deployment.strategy))
+        changes = results[device.id]
+        if not _judge_target(session, deployment, target, device, deployment.bundle_digest, changes, spec):
+            continue  # nothing new for the deployment; timers move on in the housekeeping tick
+        deferred = session.info.get(_DEFERRED)
+        if deferred is not None:
+            deferred.add(deployment.id)
+        else:
+            evaluate(session, deployment, changes)
+    return results
 
 
 def evaluate(session: Session, deployment: Deployment, changes: Changes, now: float | None = None) -> None:

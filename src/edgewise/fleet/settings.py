@@ -43,6 +43,8 @@ class ServerSettings(StrictSettings):
     long_poll_max_s: float = Field(default=60.0, ge=0)
     long_poll_recheck_s: float = Field(default=15.0, gt=0, description="a long poll re-reads the database this "
                                        "often, to see changes made by other replicas")
+    wake_rate_per_s: float = Field(default=100.0, gt=0, description="devices whose desired state changed are "
+                                   "woken at most this fast, so a rollout does not stampede the server")
     retention_days: float = Field(default=30.0, gt=0, description="events and telemetry older than this are deleted")
     tick_s: float = Field(default=1.0, gt=0, description="how often rollouts, offline checks and retention run")
     forwarding: ForwardingSettings = Field(default_factory=lambda: ForwardingSettings())

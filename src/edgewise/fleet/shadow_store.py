@@ -96,10 +96,6 @@ def clear_shadow(session: Session, deployment_id: str) -> list[str]:
     return device_ids
 
 
-def shadow_of(session: Session, device_id: str) -> ShadowAssignment | None:
-    return session.get(ShadowAssignment, device_id)
-
-
 def reports_for(session: Session, digest: str, device_ids: list[str]) -> dict[str, list[ShadowReport]]:
     """device id -> its shadow reports of candidate `digest`."""
     found: dict[str, list[ShadowReport]] = {d: [] for d in device_ids}

@@ -11,32 +11,44 @@ from sqlalchemy.orm import Session
 
 from edgewise.core.wire import BundleRef, DesiredState, ReportedState
 from edgewise.fleet.bundles import archive_url
-from edgewise.fleet.db.models import Bundle, Device
+from edgewise.fleet.db.models import Bundle, Device, ShadowAssignment
 from edgewise.fleet.errors import NotFound
-from edgewise.fleet.rollout import Changes, on_device_report
-from edgewise.fleet.shadow_store import shadow_of
+from edgewise.fleet.rollout import Changes, on_device_reports
+
+
+def _bundle_ref(bundle: Bundle | None) -> BundleRef | None:
+    if bundle is None:
+        return None
+    return BundleRef(name=bundle.name, version=bundle.version, digest=bundle.digest, url=archive_url(bundle.digest),
+                     size_bytes=bundle.size_bytes)
+
+
+def desired_states(session: Session, device_ids: list[str]) -> dict[str, DesiredState]:
+    """The desired state of each device that exists, in three queries however many there are
+    (a rollout wakes every device of a batch at once)."""
+    ids = sorted(set(device_ids))
+    devices = session.execute(select(Device.id, Device.desired_revision, Device.desired_digest,
+                                     Device.desired_deployment_id).where(Device.id.in_(ids))).all()
+    shadows = {a.device_id: a for a in session.scalars(select(ShadowAssignment)
+                                                       .where(ShadowAssignment.device_id.in_(ids)))}
+    digests = {d.desired_digest for d in devices if d.desired_digest} | {a.bundle_digest for a in shadows.values()}
+    bundles = {b.digest: b for b in session.scalars(select(Bundle).where(Bundle.digest.in_(sorted(digests))))}
+    states = {}
+    for device in devices:
+        assignment = shadows.get(device.id)
+        shadow = _bundle_ref(bundles.get(assignment.bundle_digest)) if assignment else None
+        states[device.id] = DesiredState(
+            device_id=device.id, revision=str(device.desired_revision), deployment_id=device.desired_deployment_id,
+            bundle=_bundle_ref(bundles.get(device.desired_digest or "")), shadow=shadow,
+            shadow_share=assignment.share if assignment is not None and shadow is not None else 0.0)
+    return states
 
 
 def desired_state(session: Session, device_id: str) -> DesiredState:
-    device = session.get(Device, device_id)
-    if device is None:
+    state = desired_states(session, [device_id]).get(device_id)
+    if state is None:
         raise NotFound(f"device {device_id} not found")
-    bundle_ref: BundleRef | None = None
-    if device.desired_digest:
-        bundle = session.get(Bundle, device.desired_digest)
-        if bundle is not None:
-            bundle_ref = BundleRef(name=bundle.name, version=bundle.version, digest=bundle.digest,
-                                   url=archive_url(bundle.digest), size_bytes=bundle.size_bytes)
-    shadow_ref, share = None, 0.0
-    assignment = shadow_of(session, device_id)
-    candidate = session.get(Bundle, assignment.bundle_digest) if assignment else None
-    if assignment is not None and candidate is not None:
-        shadow_ref = BundleRef(name=candidate.name, version=candidate.version, digest=candidate.digest,
-                               url=archive_url(candidate.digest), size_bytes=candidate.size_bytes)
-        share = assignment.share
-    return DesiredState(device_id=device.id, revision=str(device.desired_revision),
-                        deployment_id=device.desired_deployment_id, bundle=bundle_ref, shadow=shadow_ref,
-                        shadow_share=share)
+    return state
 
 
 @dataclass
@@ -100,12 +112,9 @@ def apply_reports(session: Session, reports: list[tuple[str, ReportedState]], of
                      "b_agent": report.agent_version or None, "b_hardware": report.hardware or None})
         outcomes.append(ReportOutcome(Changes(), status_change, came_online))
     session.execute(_STORE_REPORT, rows)
-    for device_id, index in news_for.items():
-        # populate_existing: the UPDATE above does not refresh a Device that this transaction
-        # (a group commit of many requests) has already loaded.
-        device = session.get(Device, device_id, with_for_update=True, populate_existing=True)
-        if device is not None:
-            outcomes[index].rollout = on_device_report(session, device)
+    if news_for:
+        for device_id, changes in on_device_reports(session, list(news_for)).items():
+            outcomes[news_for[device_id]].rollout = changes
     return outcomes
 
 
@@ -115,14 +124,12 @@ def read_desired_many(session: Session, reads: list[tuple[str, str | None]]
     while the revision is still the one seen. Long polls re-read often, so unchanged is one read."""
     ids = sorted({device_id for device_id, _ in reads})
     revisions = dict(session.execute(select(Device.id, Device.desired_revision).where(Device.id.in_(ids))).all())
+    missing = [device_id for device_id, _ in reads if device_id not in revisions]
+    if missing:
+        raise NotFound(f"device {missing[0]} not found")
+    states = desired_states(session, [d for d, seen in reads if str(revisions[d]) != seen])
     results: list[tuple[DesiredState | None, str]] = []
     for device_id, seen in reads:
-        revision = revisions.get(device_id)
-        if revision is None:
-            raise NotFound(f"device {device_id} not found")
-        if str(revision) == seen:
-            results.append((None, str(revision)))
-        else:
-            state = desired_state(session, device_id)
-            results.append((state, state.revision))
+        state = states.get(device_id) if str(revisions[device_id]) != seen else None
+        results.append((state, state.revision) if state is not None else (None, str(revisions[device_id])))
     return results

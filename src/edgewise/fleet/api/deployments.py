@@ -5,6 +5,7 @@ from __future__ import annotations
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from edgewise.fleet.api.deps import ERRORS, require
 from edgewise.fleet.api.schemas import (
@@ -20,7 +21,7 @@ from edgewise.fleet.auth import Operator
 from edgewise.fleet.context import ServerContext, context_of
 from edgewise.fleet.db.models import Bundle, Deployment, DeploymentHistory, DeploymentTarget, Device
 from edgewise.fleet.errors import NotFound
-from edgewise.fleet.rollout import create_deployment, halt, progress, rollback
+from edgewise.fleet.rollout import Changes, create_deployment, halt, progress, rollback
 
 router = APIRouter(tags=["deployments"], responses=ERRORS)  # type: ignore[arg-type]
 
@@ -91,10 +92,12 @@ async def deploy(body: DeployRequest, request: Request,
     bundle = await to_thread.run_sync(ctx.catalog.register, body.bundle)
 
     def create() -> str:
-        with ctx.db.session() as session:
+        def work(session: Session) -> tuple[str, Changes]:
             deployment, changes = create_deployment(session, bundle, body.selector, body.strategy,
                                                     operator.name or operator.token_id, ctx.settings.offline_after_s)
-            deployment_id = deployment.id
+            return deployment.id, changes
+
+        deployment_id, changes = ctx.db.transact(work)
         ctx.announce(changes)
         return deployment_id
 
@@ -112,8 +115,7 @@ def show_deployment(deployment_id: str, request: Request,
 def halt_deployment(deployment_id: str, request: Request,
                     _operator: Operator = Depends(require("deploy"))) -> DeploymentDetail:
     ctx = context_of(request)
-    with ctx.db.session() as session:
-        changes = halt(session, deployment_id)
+    changes = ctx.db.transact(lambda session: halt(session, deployment_id))
     ctx.announce(changes)
     return deployment_detail(ctx, deployment_id)
 
@@ -122,7 +124,6 @@ def halt_deployment(deployment_id: str, request: Request,
 def rollback_deployment(deployment_id: str, request: Request,
                         _operator: Operator = Depends(require("deploy"))) -> DeploymentDetail:
     ctx = context_of(request)
-    with ctx.db.session() as session:
-        changes = rollback(session, deployment_id)
+    changes = ctx.db.transact(lambda session: rollback(session, deployment_id))
     ctx.announce(changes)
     return deployment_detail(ctx, deployment_id)

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import random
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from edgewise.core.errors import ConfigError, ServiceUnavailable
+
+T = TypeVar("T")
+RETRYABLE_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure
 
 
 def normalise_url(url: str) -> str:
@@ -80,6 +85,20 @@ class Database:
             session.close()
             if lock is not None:
                 lock.release()
+
+    def transact(self, work: Callable[[Session], T], attempts: int = 4) -> T:
+        """`work(session)` in a write transaction, run again if PostgreSQL chose it as a deadlock
+        victim or refused it as unserialisable: operator changes (a rollout touching a thousand
+        devices) may cross the group commit of device requests, and must not fail for that."""
+        for attempt in range(attempts):
+            try:
+                with self.session() as session:
+                    return work(session)
+            except OperationalError as error:
+                if getattr(error.orig, "sqlstate", None) not in RETRYABLE_SQLSTATES or attempt == attempts - 1:
+                    raise
+                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))  # noqa: S311 - jitter, not secrecy
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def checkpoint(self) -> None:
         """Copy SQLite's write-ahead log into the database file without blocking writers (no-op elsewhere)."""

@@ -1,0 +1,194 @@
+"""The group commit (many device requests, one transaction) and the batched handlers behind it,
+on a real SQLite database: each request still succeeds or fails on its own."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+
+from edgewise.core.auth import signed_headers
+from edgewise.core.errors import AuthError, ProtocolError
+from edgewise.core.signing import PrivateKey
+from edgewise.core.wire import AgentConfig, EnrollRequest, EventIn, IngestBatch, ReportedState, TelemetryIn
+from edgewise.fleet.auth import DeviceAuthenticator, SignedRequest
+from edgewise.fleet.db import Database, open_database
+from edgewise.fleet.db.models import Device, Event, Telemetry
+from edgewise.fleet.enrollment import create_enrollment_token, enroll
+from edgewise.fleet.group_commit import GroupCommit, _Job
+from edgewise.fleet.ingest import decode_images, store_batches
+from edgewise.fleet.notify import Notifier
+from edgewise.fleet.twin import apply_reports, read_desired_many
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    return open_database(f"sqlite:///{tmp_path / 'fleet.db'}")
+
+
+def enroll_device(db: Database, name: str = "cam") -> tuple[str, PrivateKey]:
+    key = PrivateKey.generate()
+    token, _ = create_enrollment_token(db)
+    response = enroll(db, EnrollRequest(token=token, public_key=key.public.b64, name=name), AgentConfig())
+    return response.device_id, key
+
+
+def signed(device_id: str, key: PrivateKey, body: bytes = b"{}") -> SignedRequest:
+    path = "/api/v1/device/state"
+    headers = {k.lower(): v for k, v in signed_headers(device_id, key, "PUT", path, body).items()}
+    return SignedRequest(device_id, "PUT", path, headers, body)
+
+
+def run_batch(commit: GroupCommit, requests: list[tuple[str, Any, SignedRequest | None]]) -> list[Any]:
+    """Submit all requests before the committing thread starts, so they form one batch."""
+
+    async def go() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        commit._loop = loop
+        futures = []
+        for kind, payload, request in requests:
+            future = loop.create_future()
+            commit._queue.put(_Job(kind, payload, request, future))
+            futures.append(future)
+        commit.start(loop)
+        try:
+            return await asyncio.gather(*futures, return_exceptions=True)
+        finally:
+            await asyncio.to_thread(commit.stop)
+
+    return asyncio.run(go())
+
+
+def echo_commit(db: Database, **options: Any) -> GroupCommit:
+    def echo(_session: Any, items: list[tuple[Any, Any]]) -> list[Any]:
+        if any(payload == "boom" for _, payload in items):
+            raise ProtocolError("this payload breaks its batch")
+        return [(device.id if device else None, payload) for device, payload in items]
+
+    return GroupCommit(db, DeviceAuthenticator(db), {"echo": echo}, **options)
+
+
+def test_one_bad_request_fails_alone_and_the_rest_of_its_batch_succeeds(db: Database) -> None:
+    device_id, key = enroll_device(db)
+    stranger = PrivateKey.generate()
+    commit = echo_commit(db)
+    results = run_batch(commit, [("echo", "a", signed(device_id, key)), ("echo", "boom", signed(device_id, key)),
+                                 ("echo", "b", signed(device_id, stranger)), ("echo", "c", None)])
+    assert results[0] == (device_id, "a")
+    assert isinstance(results[1], ProtocolError)
+    assert isinstance(results[2], AuthError) and "signature" in str(results[2])
+    assert results[3] == (None, "c")
+    assert commit.batches == 1 and commit.requests == 4
+
+
+def test_a_request_replayed_inside_one_batch_is_refused(db: Database) -> None:
+    device_id, key = enroll_device(db)
+    request = signed(device_id, key)
+    results = run_batch(echo_commit(db), [("echo", "first", request), ("echo", "again", request)])
+    assert results[0] == (device_id, "first")
+    assert isinstance(results[1], AuthError) and "replay" in str(results[1])
+
+
+def test_a_prepare_error_refuses_that_request_before_any_database_work(db: Database) -> None:
+    device_id, key = enroll_device(db)
+
+    def prepare(payload: str) -> str:
+        if payload == "corrupt":
+            raise ProtocolError("corrupt snapshot")
+        return payload.upper()
+
+    results = run_batch(echo_commit(db, prepare={"echo": prepare}),
+                        [("echo", "corrupt", signed(device_id, key)), ("echo", "ok", signed(device_id, key))])
+    assert isinstance(results[0], ProtocolError)
+    assert results[1] == (device_id, "OK")
+
+
+def batch(seqs: list[int], telemetry: list[int] = ()) -> IngestBatch:  # type: ignore[assignment]
+    return IngestBatch(events=[EventIn(seq=s, ts=1.0, type="detection", label="x") for s in seqs],
+                       telemetry=[TelemetryIn(seq=s, ts=1.0, fps=10.0) for s in telemetry])
+
+
+def test_store_batches_stores_each_item_once_across_batches_of_one_group(db: Database) -> None:
+    a, _ = enroll_device(db, "a")
+    b, _ = enroll_device(db, "b")
+    first, retry, other = batch([1, 2], [3]), batch([2, 1, 4]), batch([1], [2])
+    with db.session() as session:
+        results = store_batches(session, [(a, first, decode_images(first)), (a, retry, decode_images(retry)),
+                                          (b, other, decode_images(other))])
+    (ack1, fwd1), (ack2, fwd2), (ack3, fwd3) = results
+    assert (ack1.acked, ack1.duplicates, [e["seq"] for e in fwd1]) == ([1, 2, 3], 0, [1, 2])
+    assert (ack2.acked, ack2.duplicates, [e["seq"] for e in fwd2]) == ([1, 2, 4], 2, [4])
+    assert (ack3.acked, ack3.duplicates, [e["seq"] for e in fwd3]) == ([1, 2], 0, [1])
+    with db.session() as session:  # and once more, as a later retry: all duplicates
+        (ack4, fwd4), = store_batches(session, [(a, first, decode_images(first))])
+        assert (ack4.duplicates, fwd4) == (3, [])
+        assert session.scalar(select(func.count()).select_from(Event)) == 4
+        assert session.scalar(select(func.count()).select_from(Telemetry)) == 2
+
+
+def test_two_reports_from_one_device_in_a_batch_follow_each_other(db: Database) -> None:
+    device_id, _ = enroll_device(db)
+    unhealthy = ReportedState.model_validate({"health": {"status": "failed"}})
+    healthy = ReportedState.model_validate({"health": {"status": "ok"}})
+    with db.session() as session:
+        first, second, third = apply_reports(session, [(device_id, unhealthy), (device_id, unhealthy),
+                                                       (device_id, healthy)], offline_after_s=30)
+    assert first.status_change is not None and first.status_change["health"] == "failed"
+    assert second.status_change is None  # same as the report just before it, in the same batch
+    assert third.status_change is not None and third.status_change["health"] == "ok"
+    with db.session() as session:
+        (state, revision), (unchanged, same) = read_desired_many(session, [(device_id, None), (device_id, "1")])
+    assert state is not None and state.device_id == device_id and revision == "1"
+    assert unchanged is None and same == "1"
+
+
+def test_transact_retries_a_deadlock_victim_and_gives_up_on_other_errors(db: Database) -> None:
+    calls = []
+
+    class Deadlock(Exception):
+        sqlstate = "40P01"
+
+    def work(_session: Any) -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise OperationalError("UPDATE devices", {}, Deadlock())
+        return "done"
+
+    assert db.transact(work) == "done" and len(calls) == 3
+
+    def broken(_session: Any) -> None:
+        raise OperationalError("SELECT", {}, Exception("no such table"))
+
+    with pytest.raises(OperationalError):
+        db.transact(broken)
+
+
+def test_a_large_wake_up_is_paced() -> None:
+    async def go() -> tuple[int, int]:
+        notifier = Notifier(wake_rate_per_s=1000)  # 50 devices per 50 ms slice
+        notifier.bind(asyncio.get_running_loop())
+        events = {f"dev-{i:03d}": notifier.waiter(f"dev-{i:03d}") for i in range(120)}
+        notifier.desired_changed(events)
+        woken_at_once = sum(e.is_set() for e in events.values())
+        await asyncio.sleep(0.2)
+        return woken_at_once, sum(e.is_set() for e in events.values())
+
+    at_once, later = asyncio.run(go())
+    assert at_once == 50 and later == 120
+
+
+def test_reported_state_json_round_trips_through_the_batched_update(db: Database) -> None:
+    device_id, _ = enroll_device(db)
+    report = ReportedState.model_validate({"agent_version": "9.9", "health": {"status": "ok"},
+                                           "update": {"state": "download", "target_digest": "sha256:abc"}})
+    with db.session() as session:
+        apply_reports(session, [(device_id, report)], offline_after_s=30)
+    with db.session() as session:
+        row = session.execute(select(Device)).scalar_one()
+        assert row.agent_version == "9.9" and row.update_state == "download"
+        assert json.loads(json.dumps(row.reported))["update"]["target_digest"] == "sha256:abc"
