@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from edgewise.core.auth import signed_headers
-from edgewise.core.errors import AuthError, ProtocolError
+from edgewise.core.errors import AuthError, ProtocolError, ServiceUnavailable
 from edgewise.core.signing import PrivateKey
 from edgewise.core.wire import AgentConfig, EnrollRequest, EventIn, IngestBatch, ReportedState, TelemetryIn
 from edgewise.fleet.auth import DeviceAuthenticator, SignedRequest
@@ -100,12 +100,16 @@ def test_a_prepare_error_refuses_that_request_before_any_database_work(db: Datab
     def prepare(payload: str) -> str:
         if payload == "corrupt":
             raise ProtocolError("corrupt snapshot")
+        if payload == "bug":
+            raise RuntimeError("a bug in a preparer")
         return payload.upper()
 
     results = run_batch(echo_commit(db, prepare={"echo": prepare}),
-                        [("echo", "corrupt", signed(device_id, key)), ("echo", "ok", signed(device_id, key))])
+                        [("echo", "corrupt", signed(device_id, key)), ("echo", "bug", signed(device_id, key)),
+                         ("echo", "ok", signed(device_id, key))])
     assert isinstance(results[0], ProtocolError)
-    assert results[1] == (device_id, "OK")
+    assert isinstance(results[1], RuntimeError)  # fails alone; the committing thread lives on
+    assert results[2] == (device_id, "OK")
 
 
 def batch(seqs: list[int], telemetry: list[int] = ()) -> IngestBatch:  # type: ignore[assignment]
@@ -192,3 +196,24 @@ def test_reported_state_json_round_trips_through_the_batched_update(db: Database
         row = session.execute(select(Device)).scalar_one()
         assert row.agent_version == "9.9" and row.update_state == "download"
         assert json.loads(json.dumps(row.reported))["update"]["target_digest"] == "sha256:abc"
+
+
+def test_requests_queued_behind_a_stop_are_refused_not_left_hanging(db: Database) -> None:
+    device_id, key = enroll_device(db)
+    commit = echo_commit(db)
+
+    async def go() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        commit._loop = loop
+        before, behind = loop.create_future(), loop.create_future()
+        commit._queue.put(_Job("echo", "before", signed(device_id, key), before))
+        commit._queue.put(None)  # the stop signal
+        commit._queue.put(_Job("echo", "behind", signed(device_id, key), behind))
+        commit.start(loop)
+        results = await asyncio.wait_for(asyncio.gather(before, behind, return_exceptions=True), 10)
+        await asyncio.to_thread(commit.stop)
+        return results
+
+    first, second = asyncio.run(go())
+    assert first == (device_id, "before")
+    assert isinstance(second, ServiceUnavailable) and "stopping" in str(second)

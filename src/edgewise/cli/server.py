@@ -39,6 +39,8 @@ def serve(
                                        help="HMAC key for the webhook signature"),
     mqtt_url: str | None = typer.Option(None, "--mqtt-url", help="publish events to this broker (mqtt://HOST:PORT)"),
     mqtt_topic: str = typer.Option("edgewise", "--mqtt-topic", help="topic prefix"),
+    wake_rate: float = typer.Option(100.0, "--wake-rate", min=0.1,
+                                    help="devices per second a rollout wakes (paces fetches and downloads)"),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Run the server (unless a subcommand is given)."""
@@ -50,6 +52,7 @@ def serve(
     settings = ServerSettings(
         db_url=_db_url(db), store_url=store or default_store_url(), host=host, port=port, tls_cert=tls_cert,
         tls_key=tls_key, trusted_keys=list(trust), offline_after_s=offline_after, retention_days=retention_days,
+        wake_rate_per_s=wake_rate,
         forwarding=ForwardingSettings(webhook_url=webhook_url, webhook_secret=webhook_secret, mqtt_url=mqtt_url,
                                       mqtt_topic_prefix=mqtt_topic),
     )

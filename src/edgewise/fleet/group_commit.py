@@ -110,7 +110,7 @@ class GroupCommit:
         while True:
             first = self._queue.get()
             if first is None:
-                return
+                break
             jobs = [first]
             stopping = False
             while len(jobs) < self.max_batch:
@@ -122,13 +122,34 @@ class GroupCommit:
                     stopping = True
                     break
                 jobs.append(job)
-            outcomes, finished = self._run(jobs)
+            try:
+                outcomes, finished = self._run(jobs)
+            except Exception as error:  # a bug here must fail this batch, never the thread every request waits on
+                log.exception("group commit failed")
+                outcomes, finished = [_Outcome(job, error=error) for job in jobs], []
             self.batches, self.requests = self.batches + 1, self.requests + len(jobs)
-            loop = self._loop
-            if loop is not None and not loop.is_closed():
-                loop.call_soon_threadsafe(self._settle, outcomes, finished)
+            self._hand_back(outcomes, finished)
             if stopping:
-                return
+                break
+        self._refuse_leftovers()
+
+    def _hand_back(self, outcomes: list[_Outcome], finished: list[Any]) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._settle, outcomes, finished)
+
+    def _refuse_leftovers(self) -> None:
+        """Requests still queued when the server stops are answered 503, not left hanging."""
+        leftovers = []
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                leftovers.append(_Outcome(job, error=ServiceUnavailable("the server is stopping", "retry in a moment")))
+        if leftovers:
+            self._hand_back(leftovers, [])
 
     def _run(self, jobs: list[_Job]) -> tuple[list[_Outcome], list[Any]]:
         outcomes = [_Outcome(job) for job in jobs]
@@ -139,7 +160,9 @@ class GroupCommit:
                 if prepare is not None:
                     outcome.job.payload = prepare(outcome.job.payload)
                 ready.append(outcome)
-            except EdgewiseError as error:
+            except Exception as error:  # an EdgewiseError (a corrupt image) or a bug: this request alone fails
+                if not isinstance(error, EdgewiseError):
+                    log.exception("preparing a device request failed")
                 outcome.error = error
         finished: list[Any] = []
         if ready:

@@ -123,9 +123,3 @@ def store_batches(session: Session, batches: list[tuple[str, IngestBatch, Decode
                      | {"has_snapshot": event_rows[key]["snapshot_jpeg"] is not None} for key in stored]
         results.append((ack, forwarded))
     return results
-
-
-def store_batch(session: Session, device_id: str, batch: IngestBatch, images: DecodedImages | None = None
-                ) -> tuple[IngestAck, list[dict[str, Any]]]:
-    """One device's batch (see `store_batches`)."""
-    return store_batches(session, [(device_id, batch, images or decode_images(batch))])[0]

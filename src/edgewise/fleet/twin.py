@@ -44,13 +44,6 @@ def desired_states(session: Session, device_ids: list[str]) -> dict[str, Desired
     return states
 
 
-def desired_state(session: Session, device_id: str) -> DesiredState:
-    state = desired_states(session, [device_id]).get(device_id)
-    if state is None:
-        raise NotFound(f"device {device_id} not found")
-    return state
-
-
 @dataclass
 class ReportOutcome:
     rollout: Changes
