@@ -217,3 +217,40 @@ def test_requests_queued_behind_a_stop_are_refused_not_left_hanging(db: Database
     first, second = asyncio.run(go())
     assert first == (device_id, "before")
     assert isinstance(second, ServiceUnavailable) and "stopping" in str(second)
+
+
+def test_reads_are_answered_while_a_write_holds_the_writer(db: Database) -> None:
+    """Long polls only read: they are answered by the checking thread while a write transaction (an
+    operator's rollout, here held open) keeps the committing thread waiting."""
+    device_id, key = enroll_device(db)
+
+    def read(_session: Any, items: list[tuple[Any, Any]]) -> list[Any]:
+        if any(payload == "boom" for _, payload in items):
+            raise ProtocolError("this read breaks its batch")
+        return [("read", device.id if device else None, payload) for device, payload in items]
+
+    def write(_session: Any, items: list[tuple[Any, Any]]) -> list[Any]:
+        return [("written", payload) for _, payload in items]
+
+    commit = GroupCommit(db, DeviceAuthenticator(db), {"write": write}, readers={"read": read})
+
+    async def go() -> tuple[list[Any], Any]:
+        loop = asyncio.get_running_loop()
+        commit.start(loop)
+        try:
+            with db.session():  # the writer is taken
+                writing = asyncio.ensure_future(commit.submit("write", "w", signed(device_id, key)))
+                reads = await asyncio.wait_for(asyncio.gather(
+                    commit.submit("read", "a", signed(device_id, key)), commit.submit("read", "boom", None),
+                    commit.submit("read", "b", None), return_exceptions=True), 10)
+                await asyncio.sleep(0.2)
+                assert not writing.done()  # still waiting for the writer
+            return reads, await asyncio.wait_for(writing, 10)
+        finally:
+            await asyncio.to_thread(commit.stop)
+
+    reads, written = asyncio.run(go())
+    assert reads[0] == ("read", device_id, "a")
+    assert isinstance(reads[1], ProtocolError)  # fails alone
+    assert reads[2] == ("read", None, "b")
+    assert written == ("written", "w")

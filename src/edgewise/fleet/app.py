@@ -39,8 +39,9 @@ def build_context(settings: ServerSettings, store: BundleStore | None = None, db
     for key in settings.trusted_keys:
         add_trusted_key(db, load_public_key(key))
     devices = DeviceAuthenticator(db)
-    handlers, prepare = device.device_handlers(settings)
-    group_commit = GroupCommit(db, devices, handlers, prepare, begin=defer_evaluation, finish=evaluate_deferred)
+    writers, readers, prepare = device.device_handlers(settings)
+    group_commit = GroupCommit(db, devices, writers, prepare, begin=defer_evaluation, finish=evaluate_deferred,
+                               readers=readers)
     ctx = ServerContext(
         settings=settings, db=db, catalog=BundleCatalog(db, settings.store_url, store, settings.cache_dir),
         devices=devices, notifier=Notifier(settings.wake_rate_per_s), forwarder=Forwarder(settings.forwarding),

@@ -1,13 +1,22 @@
-"""Device requests from many connections, checked and committed together by one thread.
+"""Device requests from many connections, checked and answered together, in two threads.
 
 Devices send the most requests by far (heartbeats, event batches, long polls). Giving each its own
 worker thread, SQLite write lock and transaction spent most of the server's CPU on handing the GIL
-and the lock between threads and on per-transaction bookkeeping, not on the work. Here one thread
-takes every request queued so far, looks up all their devices in one query, checks each signature
-and nonce, and hands the requests of each kind (heartbeats, event batches, desired-state reads) to
-that kind's handler together, so that a hundred heartbeats are one UPDATE executed a hundred times
-rather than a hundred transactions; all in one transaction, a group commit. Each request is
-answered only after that commit, so "acknowledged" still means "stored".
+and the lock between threads and on per-transaction bookkeeping, not on the work. Here requests
+are queued and taken in batches by a pipeline of two threads:
+
+- the checking thread takes every request queued so far, looks up all their devices in one read,
+  checks each signature and nonce, and answers the requests that only read (desired-state polls)
+  from a read-only transaction, which never waits for the writer;
+- the committing thread hands the requests that write, of each kind together, to that kind's
+  handler, so that a hundred heartbeats are one UPDATE executed a hundred times rather than a
+  hundred transactions; all in one transaction, a group commit. Each is answered only after that
+  commit, so "acknowledged" still means "stored".
+
+While one batch commits, the next is being checked: signature checks (which release the GIL) and
+the writer's SQLite work run side by side on two cores. A device revoked while its request sits
+between the two threads is refused from its next request on, as it would be had the request come
+a moment earlier.
 
 A batch that fails as a whole is rolled back and run again one request per transaction, so one bad
 request fails alone and never takes its neighbours with it.
@@ -51,7 +60,9 @@ class _Outcome:
     job: _Job
     result: Any = None
     error: BaseException | None = None
-    nonce_counted: bool = False  # a retry alone must not take its own nonce for a replay
+
+
+_Checked = tuple[_Outcome, AuthedDevice | None]  # a request that passed its checks, and its device
 
 
 def lock_devices(session: Session, device_ids: list[str]) -> None:
@@ -64,8 +75,10 @@ class GroupCommit:
     def __init__(self, db: Database, devices: DeviceAuthenticator, handlers: dict[str, Handler],
                  prepare: dict[str, Callable[[Any], Any]] | None = None, max_batch: int = MAX_BATCH,
                  begin: Callable[[Session], None] | None = None, finish: Callable[[Session], Any] | None = None,
-                 after: Callable[[Any], None] | None = None) -> None:
-        """`prepare[kind](payload)` runs before the transaction and may raise an EdgewiseError to
+                 after: Callable[[Any], None] | None = None, readers: dict[str, Handler] | None = None) -> None:
+        """`handlers[kind]` write, in the group transaction; `readers[kind]` only read, in the
+        checking thread's read-only transaction.
+        `prepare[kind](payload)` runs before any database work and may raise an EdgewiseError to
         refuse that request alone (a corrupt snapshot); what it returns is the handler's payload.
         `begin(session)` and `finish(session)` open and close each group transaction (work that
         should run once per batch, not once per request); `after(finished)` gets what `finish`
@@ -73,85 +86,64 @@ class GroupCommit:
         self.db = db
         self.devices = devices
         self.handlers = handlers
+        self.readers = readers or {}
         self.prepare = prepare or {}
         self.max_batch = max_batch
         self.begin, self.finish, self.after = begin, finish, after
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._writes: queue.SimpleQueue[list[_Checked] | None] = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self.batches = 0
         self.requests = 0
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._thread = threading.Thread(target=self._serve, name="edgewise-group-commit", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._check_loop, name="edgewise-device-check", daemon=True),
+                         threading.Thread(target=self._commit_loop, name="edgewise-group-commit", daemon=True)]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(30)
-            self._thread = None
+        if self._threads:
+            self._queue.put(None)  # the checking thread passes the stop on to the committing one
+            for thread in self._threads:
+                thread.join(30)
+            self._threads = []
 
     async def submit(self, kind: str, payload: Any, signed: SignedRequest | None = None) -> Any:
-        """Handle one request of `kind` in the next group transaction; its result, after the commit.
+        """Handle one request of `kind` in the next batch; its result, after the commit.
 
         `signed` is verified first; the handler then sees the device it proved to be (or None).
         """
-        if self._thread is None or self._loop is None:
+        if not self._threads or self._loop is None:
             raise ServiceUnavailable("the server is starting or stopping", "retry in a moment")
         future: asyncio.Future[Any] = self._loop.create_future()
         self._queue.put(_Job(kind, payload, signed, future))
         return await future
 
-    # --- the committing thread -----------------------------------------------------------------
+    # --- the checking thread -------------------------------------------------------------------
 
-    def _serve(self) -> None:
+    def _check_loop(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is None:
-                break
-            jobs = [first]
-            stopping = False
-            while len(jobs) < self.max_batch:
+            jobs, stopping = _take(self._queue, self.max_batch)
+            if jobs:
                 try:
-                    job = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    stopping = True
-                    break
-                jobs.append(job)
-            try:
-                outcomes, finished = self._run(jobs)
-            except Exception as error:  # a bug here must fail this batch, never the thread every request waits on
-                log.exception("group commit failed")
-                outcomes, finished = [_Outcome(job, error=error) for job in jobs], []
-            self.batches, self.requests = self.batches + 1, self.requests + len(jobs)
-            self._hand_back(outcomes, finished)
+                    writes = self._check(jobs)
+                except Exception as error:  # a bug here must fail this batch, never the thread every request waits on
+                    log.exception("checking device requests failed")
+                    self._hand_back([_Outcome(job, error=error) for job in jobs], [])
+                    writes = []
+                self.batches, self.requests = self.batches + 1, self.requests + len(jobs)
+                if writes:
+                    self._writes.put(writes)
             if stopping:
                 break
+        self._writes.put(None)
         self._refuse_leftovers()
 
-    def _hand_back(self, outcomes: list[_Outcome], finished: list[Any]) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._settle, outcomes, finished)
-
-    def _refuse_leftovers(self) -> None:
-        """Requests still queued when the server stops are answered 503, not left hanging."""
-        leftovers = []
-        while True:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if job is not None:
-                leftovers.append(_Outcome(job, error=ServiceUnavailable("the server is stopping", "retry in a moment")))
-        if leftovers:
-            self._hand_back(leftovers, [])
-
-    def _run(self, jobs: list[_Job]) -> tuple[list[_Outcome], list[Any]]:
+    def _check(self, jobs: list[_Job]) -> list[_Checked]:
+        """Prepare and authenticate `jobs`, answer the failed and the read-only ones; the rest, to write."""
         outcomes = [_Outcome(job) for job in jobs]
         ready: list[_Outcome] = []
         for outcome in outcomes:
@@ -164,64 +156,114 @@ class GroupCommit:
                 if not isinstance(error, EdgewiseError):
                     log.exception("preparing a device request failed")
                 outcome.error = error
-        finished: list[Any] = []
+        reads: list[_Checked] = []
+        writes: list[_Checked] = []
         if ready:
-            self._commit(ready, finished)
-        return outcomes, finished
+            with self.db.session(write=False) as session:
+                for checked in self._authenticate(session, ready):
+                    (reads if checked[0].job.kind in self.readers else writes).append(checked)
+                if reads:
+                    self._run_reads(session, reads)
+        self._hand_back([o for o in outcomes if o.error is not None or o.job.kind in self.readers], [])
+        return writes
 
-    def _commit(self, batch: list[_Outcome], finished: list[Any]) -> None:
-        try:
-            with self.db.session() as session:
-                if self.begin is not None:
-                    self.begin(session)
-                by_kind: dict[str, list[tuple[_Outcome, AuthedDevice | None]]] = {}
-                passed = self._authenticate(session, batch)
-                for outcome, device in passed:
-                    by_kind.setdefault(outcome.job.kind, []).append((outcome, device))
-                if not self.db.is_sqlite:
-                    # Lock every device row this batch may write, in id order, before writing any:
-                    # an operator's rollout updates device rows in id order too, so neither can
-                    # hold one row the other needs while waiting for another (no deadlock).
-                    lock_devices(session, [device.id for _, device in passed if device is not None])
-                for kind, items in by_kind.items():
-                    results = self.handlers[kind](session, [(device, o.job.payload) for o, device in items])
-                    for (outcome, _device), result in zip(items, results, strict=True):
-                        outcome.result = result
-                result = self.finish(session) if self.finish is not None else None
-            if self.finish is not None:
-                finished.append(result)
-        except Exception as error:
-            if len(batch) == 1:
-                batch[0].result, batch[0].error = None, error
-                if not isinstance(error, EdgewiseError):
-                    log.exception("device request failed")
-                return
-            for outcome in batch:  # find the one that broke the batch: each alone, in its own transaction
-                if outcome.error is None or outcome.nonce_counted:
-                    outcome.result, outcome.error = None, None
-                    self._commit([outcome], finished)
-
-    def _authenticate(self, session: Session, batch: list[_Outcome]
-                      ) -> list[tuple[_Outcome, AuthedDevice | None]]:
+    def _authenticate(self, session: Session, batch: list[_Outcome]) -> list[_Checked]:
         """The requests whose signature verifies (or that carry none), with their devices."""
         found = self.devices.lookup_many(session, [o.job.signed.device_id for o in batch if o.job.signed])
-        passed: list[tuple[_Outcome, AuthedDevice | None]] = []
+        passed: list[_Checked] = []
         for outcome in batch:
             signed = outcome.job.signed
             if signed is None:
                 passed.append((outcome, None))
                 continue
             try:
-                device = self.devices.check(signed, found.get(signed.device_id), nonce=not outcome.nonce_counted)
+                device = self.devices.check(signed, found.get(signed.device_id))
             except EdgewiseError as error:
                 outcome.error = error
                 continue
-            outcome.nonce_counted = True
             passed.append((outcome, device))
         return passed
 
+    def _run_reads(self, session: Session, reads: list[_Checked]) -> None:
+        try:
+            _run_handlers(session, self.readers, reads)
+        except Exception:
+            for one in reads:  # find the one that broke the batch: each alone, in its own transaction
+                try:
+                    with self.db.session(write=False) as alone:
+                        _run_handlers(alone, self.readers, [one])
+                except Exception as error:
+                    if not isinstance(error, EdgewiseError):
+                        log.exception("device request failed")
+                    one[0].result, one[0].error = None, error
+
+    # --- the committing thread -----------------------------------------------------------------
+
+    def _commit_loop(self) -> None:
+        while True:
+            first = self._writes.get()
+            if first is None:
+                break
+            batch, stopping = list(first), False
+            while len(batch) < self.max_batch:  # whatever else was checked meanwhile joins this commit
+                try:
+                    more = self._writes.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                batch.extend(more)
+            finished: list[Any] = []
+            try:
+                self._commit(batch, finished)
+            except Exception as error:  # a bug here must fail this batch, never the thread every request waits on
+                log.exception("group commit failed")
+                for outcome, _device in batch:
+                    outcome.result, outcome.error = None, error
+            self._hand_back([outcome for outcome, _device in batch], finished)
+            if stopping:
+                break
+
+    def _commit(self, batch: list[_Checked], finished: list[Any]) -> None:
+        try:
+            with self.db.session() as session:
+                if self.begin is not None:
+                    self.begin(session)
+                if not self.db.is_sqlite:
+                    # Lock every device row this batch may write, in id order, before writing any:
+                    # an operator's rollout updates device rows in id order too, so neither can
+                    # hold one row the other needs while waiting for another (no deadlock).
+                    lock_devices(session, [device.id for _, device in batch if device is not None])
+                _run_handlers(session, self.handlers, batch)
+                result = self.finish(session) if self.finish is not None else None
+            if self.finish is not None:
+                finished.append(result)
+        except Exception as error:
+            if len(batch) == 1:
+                batch[0][0].result, batch[0][0].error = None, error
+                if not isinstance(error, EdgewiseError):
+                    log.exception("device request failed")
+                return
+            for one in batch:  # find the one that broke the batch: each alone, in its own transaction
+                one[0].result, one[0].error = None, None
+                self._commit([one], finished)
+
+    # --- back on the event loop ----------------------------------------------------------------
+
+    def _hand_back(self, outcomes: list[_Outcome], finished: list[Any]) -> None:
+        loop = self._loop
+        if (outcomes or finished) and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._settle, outcomes, finished)
+
+    def _refuse_leftovers(self) -> None:
+        """Requests still queued when the server stops are answered 503, not left hanging."""
+        leftovers, _ = _take(self._queue, None, block=False)
+        self._hand_back([_Outcome(job, error=ServiceUnavailable("the server is stopping", "retry in a moment"))
+                         for job in leftovers], [])
+
     def _settle(self, outcomes: list[_Outcome], finished: list[Any]) -> None:
-        """On the event loop, after the commit: answer every request of the batch."""
+        """On the event loop: answer every request of the batch (after the commit, for writes)."""
         for result in finished:
             if self.after is not None:
                 self.after(result)
@@ -233,3 +275,29 @@ class GroupCommit:
                 future.set_exception(outcome.error)
             else:
                 future.set_result(outcome.result)
+
+
+def _take(jobs: queue.SimpleQueue[_Job | None], limit: int | None, block: bool = True
+          ) -> tuple[list[_Job], bool]:
+    """Up to `limit` queued jobs (waiting for the first if `block`); and whether a stop came."""
+    taken: list[_Job] = []
+    while limit is None or len(taken) < limit:
+        try:
+            job = jobs.get() if block and not taken else jobs.get_nowait()
+        except queue.Empty:
+            break
+        if job is None:
+            return taken, True
+        taken.append(job)
+    return taken, False
+
+
+def _run_handlers(session: Session, handlers: dict[str, Handler], batch: list[_Checked]) -> None:
+    """Each kind's handler once, on all the requests of that kind; results onto their outcomes."""
+    by_kind: dict[str, list[_Checked]] = {}
+    for checked in batch:
+        by_kind.setdefault(checked[0].job.kind, []).append(checked)
+    for kind, items in by_kind.items():
+        results = handlers[kind](session, [(device, outcome.job.payload) for outcome, device in items])
+        for (outcome, _device), result in zip(items, results, strict=True):
+            outcome.result = result

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, insert, inspect, select, update
 from sqlalchemy.orm import Session
 
 from edgewise.core.errors import ConfigError
@@ -32,6 +32,9 @@ LIVE = (ACTIVE, SHADOWING)
 FINISHED_TARGET = ("succeeded", "failed", "rolled_back")
 UPDATING_STATES = ("download", "verify", "install", "activate", "health-check", "commit")
 _DEFERRED = "edgewise.deferred_evaluations"  # session.info key: deployment ids to evaluate at commit
+# What assigning a device needs: its identity, what it runs and reports, and its desired state.
+_VERDICT_COLUMNS = (Device.id, Device.revoked, Device.reported, Device.update_state, Device.current_digest,
+                    Device.health, Device.desired_digest, Device.desired_deployment_id)
 
 
 @dataclass
@@ -44,11 +47,17 @@ class Changes:
 
 def _record(session: Session, changes: Changes, deployment_id: str, to_state: str, from_state: str = "",
             device_id: str | None = None, detail: str = "") -> None:
-    entry = DeploymentHistory(deployment_id=deployment_id, ts=time.time(), device_id=device_id,
-                              from_state=from_state, to_state=to_state, detail=detail)
-    session.add(entry)
+    session.add(DeploymentHistory(**_history(changes, deployment_id, to_state, from_state, device_id, detail,
+                                             time.time())))
+
+
+def _history(changes: Changes, deployment_id: str, to_state: str, from_state: str, device_id: str | None,
+             detail: str, ts: float) -> dict[str, Any]:
+    """One history row (to insert), also listed in `changes` for the caller to announce."""
     changes.history.append({"deployment_id": deployment_id, "device_id": device_id, "from": from_state,
                             "to": to_state, "detail": detail})
+    return {"deployment_id": deployment_id, "ts": ts, "device_id": device_id, "from_state": from_state,
+            "to_state": to_state, "detail": detail}
 
 
 def _set_desired(device: Device, digest: str | None, deployment_id: str | None, changes: Changes) -> None:
@@ -58,9 +67,9 @@ def _set_desired(device: Device, digest: str | None, deployment_id: str | None, 
     changes.desired_changed.add(device.id)
 
 
-def _order(devices: list[Device], now: float, offline_after_s: float) -> list[Device]:
+def _order(devices: list[Any], now: float, offline_after_s: float) -> list[Any]:
     # Canaries should be devices that can answer soon: online and healthy first, then by id for stability.
-    def key(device: Device) -> tuple[int, int, str]:
+    def key(device: Any) -> tuple[int, int, str]:
         online = device.last_seen is not None and now - device.last_seen < offline_after_s
         return (0 if online else 1, 0 if device.health == "ok" else 1, device.id)
 
@@ -70,7 +79,11 @@ def _order(devices: list[Device], now: float, offline_after_s: float) -> list[De
 def create_deployment(session: Session, bundle: Bundle, selector: Selector, spec: StrategySpec,
                       created_by: str = "", offline_after_s: float = 35.0) -> tuple[Deployment, Changes]:
     now = time.time()
-    devices = [d for d in session.scalars(select(Device).where(Device.revoked.is_(False))) if matches(selector, d)]
+    # Columns, not ORM objects, and bulk statements below: on SQLite every device request waits
+    # while this transaction holds the writer, and a fleet of thousands must not stall for it.
+    candidates = session.execute(select(Device.id, Device.group, Device.tags, Device.last_seen, Device.health)
+                                 .where(Device.revoked.is_(False))).all()
+    devices = [d for d in candidates if matches(selector, d)]
     if not devices:
         raise ConfigError(f"selector {selector.describe()} matches no enrolled device",
                           "check `edgewise devices list` for groups, tags and ids")
@@ -89,10 +102,10 @@ def create_deployment(session: Session, bundle: Bundle, selector: Selector, spec
         created_at=now, updated_at=now, created_by=created_by,
     )
     session.add(deployment)
-    for index, batch in enumerate(batches):
-        for device_id in batch:
-            session.add(DeploymentTarget(deployment_id=deployment.id, device_id=device_id, batch=index))
     session.flush()
+    session.execute(insert(DeploymentTarget.__table__), [
+        {"deployment_id": deployment.id, "device_id": device_id, "batch": index, "status": "pending", "detail": ""}
+        for index, batch in enumerate(batches) for device_id in batch])
     changes = Changes()
     _record(session, changes, deployment.id, ACTIVE, detail=f"{bundle.ref} to {len(devices)} device(s) in "
             f"{len(batches)} batch(es) by {spec.name}")
@@ -141,29 +154,65 @@ def _gate(session: Session, deployment: Deployment, spec: StrategySpec, changes:
 
 
 def _assign_batch(session: Session, deployment: Deployment, digest: str, batch: int, changes: Changes) -> None:
+    """Point every device of `batch` at `digest`, in a few bulk statements (a batch may be the
+    whole fleet), remembering what each ran before for rollback."""
     now = time.time()
-    targets = session.scalars(
-        select(DeploymentTarget).where(DeploymentTarget.deployment_id == deployment.id,
-                                       DeploymentTarget.batch == batch)
-    ).all()
-    devices = {d.id: d for d in session.scalars(select(Device).where(Device.id.in_([t.device_id for t in targets])))}
+    session.flush()  # pending ORM changes first, so the history below stays in order
     spec = StrategySpec.model_validate(deployment.strategy)
-    for target in targets:
-        device = devices.get(target.device_id)
-        if device is None or device.revoked:
-            target.status, target.detail = "failed", "device revoked"
+    rows = session.execute(
+        select(DeploymentTarget.id.label("target_id"), DeploymentTarget.device_id.label("target_device"),
+               *_VERDICT_COLUMNS)
+        .join(Device, Device.id == DeploymentTarget.device_id, isouter=True)
+        .where(DeploymentTarget.deployment_id == deployment.id, DeploymentTarget.batch == batch)
+        .order_by(DeploymentTarget.id)).all()
+    targets: list[dict[str, Any]] = []
+    assigned: list[dict[str, Any]] = []
+    history: list[dict[str, Any]] = []
+    for row in rows:
+        target = {"t_id": row.target_id, "status": "failed", "detail": "device revoked", "previous_digest": None,
+                  "previous_deployment_id": None, "assigned_at": None, "finished_at": None}
+        targets.append(target)
+        if row.id is None or row.revoked:
             continue
-        target.previous_digest = device.desired_digest
-        target.previous_deployment_id = device.desired_deployment_id
-        target.status, target.assigned_at = "assigned", now
-        _set_desired(device, digest, deployment.id, changes)
-        _record(session, changes, deployment.id, "assigned", "pending", device.id, f"batch {batch}")
-        _judge_target(session, deployment, target, device, digest, changes, spec)
+        target.update(previous_digest=row.desired_digest, previous_deployment_id=row.desired_deployment_id,
+                      status="assigned", assigned_at=now, detail="")
+        assigned.append({"d_id": row.id})
+        changes.desired_changed.add(row.id)
+        history.append(_history(changes, deployment.id, "assigned", "pending", row.id, f"batch {batch}", now))
+        verdict = _target_verdict(row, digest, deployment.id, spec)
+        if _moves(target["status"], verdict):
+            detail = _update_error(row)
+            target.update(status=verdict, detail=detail, finished_at=now if verdict in FINISHED_TARGET else None)
+            history.append(_history(changes, deployment.id, str(verdict), "assigned", row.id, detail, now))
+    if targets:
+        session.execute(update(DeploymentTarget.__table__).where(DeploymentTarget.id == bindparam("t_id"))
+                        .values(status=bindparam("status"), detail=bindparam("detail"),
+                                previous_digest=bindparam("previous_digest"),
+                                previous_deployment_id=bindparam("previous_deployment_id"),
+                                assigned_at=bindparam("assigned_at"), finished_at=bindparam("finished_at")),
+                        targets)
+    if assigned:
+        session.execute(update(Device.__table__).where(Device.id == bindparam("d_id"))
+                        .values(desired_digest=digest, desired_deployment_id=deployment.id,
+                                desired_revision=Device.desired_revision + 1), assigned)
+    if history:
+        session.execute(insert(DeploymentHistory.__table__), history)
+    # The statements above bypass the ORM: objects this transaction already holds must reload.
+    _expire_loaded(session, DeploymentTarget, [t["t_id"] for t in targets])
+    _expire_loaded(session, Device, [a["d_id"] for a in assigned])
     deployment.current_batch, deployment.batch_done_at, deployment.updated_at = batch, None, now
 
 
-def _target_verdict(device: Device, digest: str, deployment_id: str, spec: StrategySpec) -> str | None:
-    """succeeded / failed / updating from the device's reported state, or None for no news."""
+def _expire_loaded(session: Session, model: type[Any], keys: list[Any]) -> None:
+    wanted = set(keys)
+    for loaded in list(session.identity_map.values()):
+        if isinstance(loaded, model) and inspect(loaded).identity[0] in wanted:
+            session.expire(loaded)
+
+
+def _target_verdict(device: Any, digest: str, deployment_id: str, spec: StrategySpec) -> str | None:
+    """succeeded / failed / updating from the device's reported state (a Device, or a row of
+    `_VERDICT_COLUMNS`), or None for no news."""
     update = (device.reported or {}).get("update") or {}
     aimed_here = update.get("target_digest") == digest or update.get("deployment_id") == deployment_id
     if device.update_state in ("failed", "rollback") and aimed_here:
@@ -183,22 +232,31 @@ def _target_verdict(device: Device, digest: str, deployment_id: str, spec: Strat
     return None
 
 
+def _moves(status: str, verdict: str | None) -> bool:
+    """Whether a target in `status` moves on to `verdict`. A canary that turns unhealthy while
+    baking becomes a failure; otherwise finished (and not yet reached) targets stay as they are."""
+    if verdict is None or verdict == status or (status == "succeeded" and verdict != "failed"):
+        return False
+    return status not in ("failed", "rolled_back", "pending")
+
+
+def _update_error(device: Any) -> str:
+    return str(((device.reported or {}).get("update") or {}).get("error") or "")
+
+
 def _judge_target(session: Session, deployment: Deployment, target: DeploymentTarget, device: Device,
                   digest: str, changes: Changes, spec: StrategySpec | None = None) -> bool:
     """Move the target on from what its device reports; whether it changed."""
     spec = spec or StrategySpec.model_validate(deployment.strategy)
     verdict = _target_verdict(device, digest, deployment.id, spec)
-    # A canary that turns unhealthy while baking becomes a failure; otherwise finished targets stay.
-    if verdict is None or verdict == target.status or (target.status == "succeeded" and verdict != "failed"):
+    if not _moves(target.status, verdict):
         return False
-    if target.status in ("failed", "rolled_back", "pending"):
-        return False
-    previous, target.status = target.status, verdict
+    previous, target.status = target.status, str(verdict)
     if verdict in FINISHED_TARGET:
         target.finished_at = time.time()
-    detail = ((device.reported or {}).get("update") or {}).get("error") or ""
+    detail = _update_error(device)
     target.detail = detail or target.detail
-    _record(session, changes, deployment.id, verdict, previous, device.id, detail)
+    _record(session, changes, deployment.id, str(verdict), previous, device.id, detail)
     return True
 
 

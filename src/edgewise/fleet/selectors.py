@@ -6,11 +6,12 @@ several `id=` terms form a list), or `all`.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from edgewise.core.errors import ConfigError
 from edgewise.core.settings import StrictSettings
-from edgewise.fleet.db.models import Device
 
 
 class Selector(StrictSettings):
@@ -46,7 +47,8 @@ def parse_selector(text: str) -> Selector:
     return Selector(group=group, tags=tags, ids=ids)
 
 
-def matches(selector: Selector, device: Device) -> bool:
+def matches(selector: Selector, device: Any) -> bool:
+    """`device`: a Device, or any row with its id, group and tags."""
     if selector.ids and device.id not in selector.ids:
         return False
     if selector.group is not None and device.group != selector.group:

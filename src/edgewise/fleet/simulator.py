@@ -151,8 +151,12 @@ class SimulatedDevice:
 
     async def desired_loop(self, until: float) -> None:
         etag: str | None = None
-        while time.monotonic() < until:
-            wait = min(self.config.long_poll_s, max(0.0, until - time.monotonic()))
+        while True:
+            left = until - time.monotonic()
+            if left < 1.0:  # a poll shorter than the server's resolution would just spin
+                await asyncio.sleep(max(0.0, left))
+                return
+            wait = min(self.config.long_poll_s, left)
             headers = {"If-None-Match": etag} if etag else None
             started = time.monotonic()
             response = await self._send("desired", "GET", f"/device/desired?wait={wait:.0f}", headers=headers,

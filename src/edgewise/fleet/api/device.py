@@ -100,11 +100,13 @@ async def get_desired(
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return Response(status_code=304, headers={"ETag": f'"{revision}"'})
+            recheck = ctx.settings.long_poll_recheck_s * random.uniform(0.5, 1.0)  # noqa: S311
             try:
-                recheck = ctx.settings.long_poll_recheck_s * random.uniform(0.5, 1.0)  # noqa: S311
                 await asyncio.wait_for(changed.wait(), timeout=min(remaining, recheck))
             except asyncio.TimeoutError:
-                pass  # re-read anyway: another server replica may have changed it
+                if remaining <= recheck:  # the poll is over: the device's next poll reads afresh anyway
+                    return Response(status_code=304, headers={"ETag": f'"{revision}"'})
+                # otherwise re-read: another server replica may have changed it
             changed.clear()
             state, revision = await ctx.group_commit.submit(DESIRED_RECHECK, (signed.device_id, seen))
         return _desired_response(state)
@@ -142,8 +144,9 @@ async def post_ingest(body: IngestBatch, request: Request,
 DESIRED, DESIRED_RECHECK, STATE, INGEST = "desired", "desired-recheck", "state", "ingest"
 
 
-def device_handlers(settings: ServerSettings) -> tuple[dict[str, Handler], dict[str, Callable[[Any], Any]]]:
-    """The group commit's handlers and preparers for the device endpoints above."""
+def device_handlers(settings: ServerSettings
+                    ) -> tuple[dict[str, Handler], dict[str, Handler], dict[str, Callable[[Any], Any]]]:
+    """The group commit's writers, readers and preparers for the device endpoints above."""
 
     def desired(session: Session, items: list[tuple[AuthedDevice | None, Any]]) -> list[Any]:
         return read_desired_many(session, [(_authed(device).id, seen) for device, seen in items])
@@ -158,8 +161,9 @@ def device_handlers(settings: ServerSettings) -> tuple[dict[str, Handler], dict[
     def ingest(session: Session, items: list[tuple[AuthedDevice | None, Any]]) -> list[Any]:
         return store_batches(session, [(_authed(device).id, body, images) for device, (body, images) in items])
 
-    handlers: dict[str, Handler] = {DESIRED: desired, DESIRED_RECHECK: recheck, STATE: state, INGEST: ingest}
-    return handlers, {INGEST: lambda body: (body, decode_images(body))}
+    writers: dict[str, Handler] = {STATE: state, INGEST: ingest}
+    readers: dict[str, Handler] = {DESIRED: desired, DESIRED_RECHECK: recheck}
+    return writers, readers, {INGEST: lambda body: (body, decode_images(body))}
 
 
 def _authed(device: AuthedDevice | None) -> AuthedDevice:
