@@ -254,3 +254,19 @@ def test_reads_are_answered_while_a_write_holds_the_writer(db: Database) -> None
     assert isinstance(reads[1], ProtocolError)  # fails alone
     assert reads[2] == ("read", None, "b")
     assert written == ("written", "w")
+
+
+def test_wake_ups_slow_down_while_the_server_is_busy_and_never_stop() -> None:
+    async def woken_after(latency_s: float) -> tuple[int, bool, bool]:
+        notifier = Notifier(wake_rate_per_s=1000, latency=lambda: latency_s)  # at most 50 per 50 ms slice
+        notifier.bind(asyncio.get_running_loop())
+        events = {f"dev-{i:04d}": notifier.waiter(f"dev-{i:04d}") for i in range(1000)}
+        notifier.desired_changed(events)
+        await asyncio.sleep(0.5)
+        woken = sum(e.is_set() for e in events.values())
+        return woken, notifier.is_pending("dev-0000"), notifier.is_pending("dev-0999")
+
+    calm, busy = asyncio.run(woken_after(0.001)), asyncio.run(woken_after(1.0))
+    assert calm[0] >= 450  # about 50 per slice
+    assert 1 <= busy[0] <= 100  # the pace halves on every busy slice, down to 5% of the most
+    assert busy[1:] == (False, True)  # the first is told, the last still waits for its turn

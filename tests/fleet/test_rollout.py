@@ -186,3 +186,25 @@ def test_bundles_from_an_oci_registry_are_served_from_the_cache(tmp_path, publis
         assert hashlib.sha256(archive.content).hexdigest() == archive.headers["X-Edgewise-Archive-Sha256"]
     finally:
         fleet.stop()
+
+
+def test_a_poll_that_reads_a_change_early_is_held_until_its_turn(tmp_path, publisher_key, bundles) -> None:
+    """Rollouts wake devices at a pace; a device whose poll reads the change before its turn (a
+    fresh poll, a re-read) must not outrun that pace, or a fleet's polls would stampede anyway."""
+    from tests.fleet.conftest import make_settings, start_server
+
+    fleet = start_server(make_settings(f"sqlite:///{tmp_path / 'f.db'}", tmp_path, publisher_key,
+                                       wake_rate_per_s=2.0))  # the first device at once, then one per 0.5 s
+    try:
+        devices = sorted(fleet_of(fleet, 3), key=lambda d: d.device_id)
+        etags = [d.desired().headers["ETag"] for d in devices]
+        published = bundles.publish()
+        deploy(fleet, published.ref, {})
+        assert devices[0].desired(etags[0]).json()["bundle"]["digest"] == published.digest  # its turn came
+        started = time.monotonic()
+        held = devices[2].desired(etags[2], wait=10)
+        assert held.status_code == 200 and held.json()["bundle"]["digest"] == published.digest
+        assert 0.4 < time.monotonic() - started < 5  # told at its turn, not at once, not at the timeout
+        assert devices[1].desired(etags[1]).status_code == 200  # no wait: a plain read is never held
+    finally:
+        fleet.stop()

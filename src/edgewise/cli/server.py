@@ -40,7 +40,7 @@ def serve(
     mqtt_url: str | None = typer.Option(None, "--mqtt-url", help="publish events to this broker (mqtt://HOST:PORT)"),
     mqtt_topic: str = typer.Option("edgewise", "--mqtt-topic", help="topic prefix"),
     wake_rate: float = typer.Option(100.0, "--wake-rate", min=0.1,
-                                    help="devices per second a rollout wakes (paces fetches and downloads)"),
+                                    help="most devices per second a rollout tells (slower while the server is busy)"),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Run the server (unless a subcommand is given)."""

@@ -44,7 +44,8 @@ def build_context(settings: ServerSettings, store: BundleStore | None = None, db
                                readers=readers)
     ctx = ServerContext(
         settings=settings, db=db, catalog=BundleCatalog(db, settings.store_url, store, settings.cache_dir),
-        devices=devices, notifier=Notifier(settings.wake_rate_per_s), forwarder=Forwarder(settings.forwarding),
+        devices=devices, notifier=Notifier(settings.wake_rate_per_s, group_commit.latency),
+        forwarder=Forwarder(settings.forwarding),
         group_commit=group_commit,
     )
     group_commit.after = ctx.announce  # rollout changes from the batch's deferred evaluations

@@ -28,8 +28,9 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -43,6 +44,7 @@ from edgewise.fleet.db.models import Device
 log = logging.getLogger("edgewise.fleet")
 
 MAX_BATCH = 256
+LATENCY_WINDOW_S = 0.1  # `latency()` is the slowest request answered within the last this long
 # handler(session, [(device, payload), ...]) -> one result per request, in the same order
 Handler = Callable[[Session, list[tuple[AuthedDevice | None, Any]]], list[Any]]
 
@@ -53,6 +55,7 @@ class _Job:
     payload: Any
     signed: SignedRequest | None  # None: for a device already authenticated (a long poll's recheck)
     future: asyncio.Future[Any]
+    queued_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -96,6 +99,7 @@ class GroupCommit:
         self._threads: list[threading.Thread] = []
         self.batches = 0
         self.requests = 0
+        self._slowest = (0.0, 0.0)  # (seconds a recent request took, when it was answered)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -121,6 +125,11 @@ class GroupCommit:
         future: asyncio.Future[Any] = self._loop.create_future()
         self._queue.put(_Job(kind, payload, signed, future))
         return await future
+
+    def latency(self) -> float:
+        """How long the slowest request answered lately took, queueing included (0 when idle)."""
+        took, at = self._slowest
+        return took if time.monotonic() - at < 2 * LATENCY_WINDOW_S else 0.0
 
     # --- the checking thread -------------------------------------------------------------------
 
@@ -267,6 +276,10 @@ class GroupCommit:
         for result in finished:
             if self.after is not None:
                 self.after(result)
+        now = time.monotonic()
+        took, at = self._slowest
+        slowest = max((now - outcome.job.queued_at for outcome in outcomes), default=0.0)
+        self._slowest = (max(took, slowest), at) if now - at < LATENCY_WINDOW_S else (slowest, now)
         for outcome in outcomes:
             future = outcome.job.future
             if future.done():  # the client went away and the request was cancelled

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any, cast
@@ -72,9 +73,16 @@ def _insert_new(session: Session, table: Any, rows: list[dict[str, Any]]) -> set
     """Insert the rows whose (device_id, seq) is not stored yet; the keys of those it inserted."""
     if not rows:
         return set()
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    statement = insert(table).on_conflict_do_nothing(index_elements=["device_id", "seq"])
-    return {(row[0], row[1]) for row in session.execute(statement.returning(table.c.device_id, table.c.seq), rows)}
+    statement = _insert_new_statement(session.get_bind().dialect.name, table)
+    return {(row[0], row[1]) for row in session.execute(statement, rows)}
+
+
+@functools.cache
+def _insert_new_statement(dialect: str, table: Any) -> Any:
+    """Built once per table: this runs for every group commit that carries events."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (insert(table).on_conflict_do_nothing(index_elements=["device_id", "seq"])
+            .returning(table.c.device_id, table.c.seq))
 
 
 def store_batches(session: Session, batches: list[tuple[str, IngestBatch, DecodedImages]]

@@ -10,18 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 WAKE_SLICE_S = 0.05
+# While device requests take longer than this, waking more devices would only queue them deeper.
+BUSY_LATENCY_S = 0.08
+MIN_WAKE_SHARE = 0.05  # the pace never falls below this share of the most: a rollout always moves on
 
 
 class Notifier:
-    def __init__(self, wake_rate_per_s: float = 100.0) -> None:
+    def __init__(self, wake_rate_per_s: float = 100.0, latency: Callable[[], float] | None = None) -> None:
         # A rollout that changes a thousand devices at once must not wake a thousand long polls in
         # the same millisecond: they would all fetch their state, report and download together.
-        # Devices are woken at most `wake_rate_per_s`, in slices, in the order the change lists them.
+        # Devices are woken at most `wake_rate_per_s`, in slices, in the order the change lists them;
+        # and slower while the server is busy: `latency()` is how long device requests take now.
+        # The pace halves on every busy slice and climbs back by a tenth of the most on every calm
+        # one (additive increase, multiplicative decrease, as TCP paces its sending).
         self.wake_rate_per_s = wake_rate_per_s
+        self.latency = latency
+        self._pace = wake_rate_per_s
+        self._credit = 0.0
+        self._pending: list[str] = []  # devices whose change is announced, not yet their turn to learn of it
+        self._pending_set: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._device_waiters: dict[str, set[asyncio.Event]] = {}
         self._subscribers: set[asyncio.Queue[str]] = set()
@@ -46,15 +57,38 @@ class Notifier:
     def desired_changed(self, device_ids: Iterable[str]) -> None:
         ids = sorted(device_ids)  # sets arrive unordered; a stable order keeps the pacing fair
         if ids:
-            self._call(self._wake_devices, ids)
+            self._call(self._queue_wakes, ids)
 
-    def _wake_devices(self, device_ids: list[str]) -> None:
-        per_slice = max(1, int(self.wake_rate_per_s * WAKE_SLICE_S))
-        for device_id in device_ids[:per_slice]:
+    def is_pending(self, device_id: str) -> bool:
+        """Whether this device's change waits for its turn: a poll that reads it meanwhile holds it
+        back until then, or a fleet's re-reads would outrun the pacing."""
+        return device_id in self._pending_set
+
+    def _queue_wakes(self, device_ids: list[str]) -> None:
+        idle = not self._pending
+        fresh = [d for d in device_ids if d not in self._pending_set]
+        self._pending.extend(fresh)
+        self._pending_set.update(fresh)
+        if idle:
+            self._credit = 0.0
+            self._wake_slice(first=True)
+
+    def _wake_slice(self, first: bool = False) -> None:
+        most = self.wake_rate_per_s
+        if self.latency is not None and self.latency() > BUSY_LATENCY_S:
+            self._pace = max(most * MIN_WAKE_SHARE, self._pace / 2)
+        else:
+            self._pace = min(most, self._pace + most / 10)
+        self._credit += self._pace * WAKE_SLICE_S
+        count = max(1, int(self._credit)) if first else int(self._credit)  # a change is never left waiting a slice
+        self._credit = max(0.0, self._credit - count)
+        woken, self._pending = self._pending[:count], self._pending[count:]
+        self._pending_set.difference_update(woken)
+        for device_id in woken:
             for event in self._device_waiters.get(device_id, ()):
                 event.set()
-        if len(device_ids) > per_slice and self._loop is not None:
-            self._loop.call_later(WAKE_SLICE_S, self._wake_devices, device_ids[per_slice:])
+        if self._pending and self._loop is not None:
+            self._loop.call_later(WAKE_SLICE_S, self._wake_slice)
 
     # --- live stream for the dashboard ---------------------------------------------------------
 

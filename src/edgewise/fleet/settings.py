@@ -41,10 +41,11 @@ class ServerSettings(StrictSettings):
     agent_config: AgentConfig = Field(default_factory=AgentConfig)
     offline_after_s: float = Field(default=35.0, gt=0, description="a device not heard from this long is offline")
     long_poll_max_s: float = Field(default=60.0, ge=0)
-    long_poll_recheck_s: float = Field(default=15.0, gt=0, description="a long poll re-reads the database this "
-                                       "often, to see changes made by other replicas")
+    long_poll_recheck_s: float = Field(default=30.0, gt=0, description="a long poll re-reads the database this "
+                                       "often (jittered), to see changes made by other replicas")
     wake_rate_per_s: float = Field(default=100.0, gt=0, description="devices whose desired state changed are "
-                                   "woken at most this fast, so a rollout does not stampede the server")
+                                   "told at most this fast, slower while the server is busy, so a rollout does "
+                                   "not stampede it")
     retention_days: float = Field(default=30.0, gt=0, description="events and telemetry older than this are deleted")
     tick_s: float = Field(default=1.0, gt=0, description="how often rollouts, offline checks and retention run")
     forwarding: ForwardingSettings = Field(default_factory=lambda: ForwardingSettings())

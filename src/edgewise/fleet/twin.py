@@ -52,6 +52,13 @@ class ReportOutcome:
 
 
 _DEVICES = cast(Table, Device.__table__)
+# Built once, Core statements: long polls and heartbeats run these for every batch.
+_REVISIONS = select(_DEVICES.c.id, _DEVICES.c.desired_revision).where(
+    _DEVICES.c.id.in_(bindparam("ids", expanding=True)))
+_BEFORE_REPORT = select(
+    _DEVICES.c.id, _DEVICES.c.name, _DEVICES.c.last_seen, _DEVICES.c.health, _DEVICES.c.update_state,
+    _DEVICES.c.current_digest, _DEVICES.c.desired_deployment_id, _DEVICES.c.reported,
+).where(_DEVICES.c.id.in_(bindparam("ids", expanding=True)))
 # One statement for every heartbeat of a group commit, executed once per report (executemany).
 _STORE_REPORT = (
     update(_DEVICES).where(_DEVICES.c.id == bindparam("b_id")).values(
@@ -73,9 +80,7 @@ def apply_reports(session: Session, reports: list[tuple[str, ReportedState]], of
     verdict, and bake timers and timeouts move on in the housekeeping tick.
     """
     ids = sorted({device_id for device_id, _ in reports})
-    before = {row.id: row._asdict() for row in session.execute(
-        select(Device.id, Device.name, Device.last_seen, Device.health, Device.update_state, Device.current_digest,
-               Device.desired_deployment_id, Device.reported).where(Device.id.in_(ids)))}
+    before = {row.id: row._asdict() for row in session.execute(_BEFORE_REPORT, {"ids": ids})}
     now = time.time()
     rows: list[dict[str, Any]] = []
     outcomes: list[ReportOutcome] = []
@@ -116,7 +121,7 @@ def read_desired_many(session: Session, reads: list[tuple[str, str | None]]
     """For each (device id, revision it has seen): (its desired state, revision), or (None, revision)
     while the revision is still the one seen. Long polls re-read often, so unchanged is one read."""
     ids = sorted({device_id for device_id, _ in reads})
-    revisions = dict(session.execute(select(Device.id, Device.desired_revision).where(Device.id.in_(ids))).all())
+    revisions = dict(session.execute(_REVISIONS, {"ids": ids}).all())
     missing = [device_id for device_id, _ in reads if device_id not in revisions]
     if missing:
         raise NotFound(f"device {missing[0]} not found")
