@@ -39,6 +39,7 @@ from edgewise.core.bundle import create_bundle, sign_bundle  # noqa: E402
 from edgewise.core.manifest import InputSpec, Manifest, Variant  # noqa: E402
 from edgewise.core.signing import PrivateKey  # noqa: E402
 from edgewise.core.wire import API_PREFIX  # noqa: E402
+from edgewise.fleet.app import tune_gc  # noqa: E402
 from edgewise.fleet.auth import create_operator_token  # noqa: E402
 from edgewise.fleet.db import open_database  # noqa: E402
 from edgewise.fleet.enrollment import create_enrollment_token  # noqa: E402
@@ -106,28 +107,30 @@ async def drive(config: SimulationConfig, deploy: tuple[str, str, float] | None
     """
     stats = SimulationStats()
     devices = await enroll_all(config, stats)
-    # Made before anything is measured: building an httpx client (its TLS context) blocks this
-    # event loop, and every simulated device on it, for tens of milliseconds.
-    operator = httpx.AsyncClient(base_url=config.server + API_PREFIX, timeout=120,
-                                 headers={"Authorization": f"Bearer {deploy[0] if deploy else ''}"})
+    tune_gc()  # the load generator's own pauses would count as the server's latency
     until = time.monotonic() + config.duration_s
     runs = asyncio.gather(*(device.run(until) for device in devices))
     await warm_up(stats, config.start_spread_s)
     rollout_s: float | None = None
     if deploy is not None:
-        _token, ref, at_s = deploy
+        token, ref, at_s = deploy
         await asyncio.sleep(at_s)
         started = time.monotonic()
-        response = await operator.post("/deployments", json={"bundle": ref, "selector": {}})
-        response.raise_for_status()
+        # In a thread, not on this event loop: building the client and reading the deployment it
+        # returns (every target, every history entry) would stall every simulated device here.
+        await asyncio.to_thread(start_rollout, config.server, token, ref)
         while len(stats.updates) < config.devices and time.monotonic() < until:
             await asyncio.sleep(0.05)
         if len(stats.updates) == config.devices:
             rollout_s = max(stats.updates.values()) - started
     await runs
     await close_all(devices)
-    await operator.aclose()
     return stats, rollout_s
+
+
+def start_rollout(server: str, token: str, ref: str) -> None:
+    with httpx.Client(base_url=server + API_PREFIX, timeout=120, headers={"Authorization": f"Bearer {token}"}) as op:
+        op.post("/deployments", json={"bundle": ref, "selector": {}}).raise_for_status()
 
 
 async def drive_ceiling(url: str, devices: int, duration_s: float) -> SimulationStats:

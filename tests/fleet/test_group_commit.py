@@ -174,16 +174,17 @@ def test_transact_retries_a_deadlock_victim_and_gives_up_on_other_errors(db: Dat
 
 def test_a_large_wake_up_is_paced() -> None:
     async def go() -> tuple[int, int]:
-        notifier = Notifier(wake_rate_per_s=1000)  # 50 devices per 50 ms slice
+        notifier = Notifier(wake_rate_per_s=1000)  # at most 50 devices per 50 ms slice
         notifier.bind(asyncio.get_running_loop())
         events = {f"dev-{i:03d}": notifier.waiter(f"dev-{i:03d}") for i in range(120)}
         notifier.desired_changed(events)
         woken_at_once = sum(e.is_set() for e in events.values())
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.5)
         return woken_at_once, sum(e.is_set() for e in events.values())
 
     at_once, later = asyncio.run(go())
-    assert at_once == 50 and later == 120
+    assert at_once == 17  # a quarter of the most, plus a tenth: the pace starts low and climbs
+    assert later == 120
 
 
 def test_reported_state_json_round_trips_through_the_batched_update(db: Database) -> None:
@@ -267,6 +268,6 @@ def test_wake_ups_slow_down_while_the_server_is_busy_and_never_stop() -> None:
         return woken, notifier.is_pending("dev-0000"), notifier.is_pending("dev-0999")
 
     calm, busy = asyncio.run(woken_after(0.001)), asyncio.run(woken_after(1.0))
-    assert calm[0] >= 450  # about 50 per slice
+    assert 300 <= calm[0] <= 500  # climbing from 17 to 50 per slice
     assert 1 <= busy[0] <= 100  # the pace halves on every busy slice, down to 5% of the most
     assert busy[1:] == (False, True)  # the first is told, the last still waits for its turn

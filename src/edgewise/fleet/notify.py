@@ -15,8 +15,9 @@ from typing import Any
 
 WAKE_SLICE_S = 0.05
 # While device requests take longer than this, waking more devices would only queue them deeper.
-BUSY_LATENCY_S = 0.08
+BUSY_LATENCY_S = 0.05
 MIN_WAKE_SHARE = 0.05  # the pace never falls below this share of the most: a rollout always moves on
+START_SHARE = 0.25  # a rollout starts at this share of the most, and climbs while the server keeps up
 
 
 class Notifier:
@@ -70,7 +71,7 @@ class Notifier:
         self._pending.extend(fresh)
         self._pending_set.update(fresh)
         if idle:
-            self._credit = 0.0
+            self._credit, self._pace = 0.0, min(self._pace, self.wake_rate_per_s * START_SHARE)
             self._wake_slice(first=True)
 
     def _wake_slice(self, first: bool = False) -> None:

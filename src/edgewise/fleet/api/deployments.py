@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from anyio import to_thread
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -87,7 +87,7 @@ def deployment_detail(ctx: ServerContext, deployment_id: str) -> DeploymentDetai
 
 @router.post("/deployments", response_model=DeploymentDetail, status_code=201)
 async def deploy(body: DeployRequest, request: Request,
-                 operator: Operator = Depends(require("deploy"))) -> DeploymentDetail:
+                 operator: Operator = Depends(require("deploy"))) -> Response:
     ctx = context_of(request)
     bundle = await to_thread.run_sync(ctx.catalog.register, body.bundle)
 
@@ -102,28 +102,36 @@ async def deploy(body: DeployRequest, request: Request,
         return deployment_id
 
     deployment_id = await to_thread.run_sync(create)
-    return await to_thread.run_sync(deployment_detail, ctx, deployment_id)
+    return await to_thread.run_sync(detail_response, ctx, deployment_id, 201)
+
+
+def detail_response(ctx: ServerContext, deployment_id: str, status_code: int = 200) -> Response:
+    """The deployment, as JSON made here (a worker thread): with a target and history entries per
+    device it is large, and FastAPI would validate and encode it again on the event loop, which
+    every device request waits on."""
+    detail = deployment_detail(ctx, deployment_id)
+    return Response(detail.model_dump_json(), status_code=status_code, media_type="application/json")
 
 
 @router.get("/deployments/{deployment_id}", response_model=DeploymentDetail)
 def show_deployment(deployment_id: str, request: Request,
-                    _operator: Operator = Depends(require("read"))) -> DeploymentDetail:
-    return deployment_detail(context_of(request), deployment_id)
+                    _operator: Operator = Depends(require("read"))) -> Response:
+    return detail_response(context_of(request), deployment_id)
 
 
 @router.post("/deployments/{deployment_id}/halt", response_model=DeploymentDetail)
 def halt_deployment(deployment_id: str, request: Request,
-                    _operator: Operator = Depends(require("deploy"))) -> DeploymentDetail:
+                    _operator: Operator = Depends(require("deploy"))) -> Response:
     ctx = context_of(request)
     changes = ctx.db.transact(lambda session: halt(session, deployment_id))
     ctx.announce(changes)
-    return deployment_detail(ctx, deployment_id)
+    return detail_response(ctx, deployment_id)
 
 
 @router.post("/deployments/{deployment_id}/rollback", response_model=DeploymentDetail)
 def rollback_deployment(deployment_id: str, request: Request,
-                        _operator: Operator = Depends(require("deploy"))) -> DeploymentDetail:
+                        _operator: Operator = Depends(require("deploy"))) -> Response:
     ctx = context_of(request)
     changes = ctx.db.transact(lambda session: rollback(session, deployment_id))
     ctx.announce(changes)
-    return deployment_detail(ctx, deployment_id)
+    return detail_response(ctx, deployment_id)
