@@ -44,7 +44,8 @@ from edgewise.fleet.db.models import Device
 log = logging.getLogger("edgewise.fleet")
 
 MAX_BATCH = 256
-LATENCY_WINDOW_S = 0.1  # `latency()` is the slowest request answered within the last this long
+LATENCY_WEIGHT = 0.05  # `latency()` averages written requests, each weighing this much (about the last 20)
+LATENCY_MEMORY_S = 0.5  # and forgets them when none was answered for this long
 # handler(session, [(device, payload), ...]) -> one result per request, in the same order
 Handler = Callable[[Session, list[tuple[AuthedDevice | None, Any]]], list[Any]]
 
@@ -99,7 +100,7 @@ class GroupCommit:
         self._threads: list[threading.Thread] = []
         self.batches = 0
         self.requests = 0
-        self._slowest = (0.0, 0.0)  # (seconds a recent request took, when it was answered)
+        self._latency = (0.0, 0.0)  # (moving average of written requests' seconds, when last answered)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -127,9 +128,9 @@ class GroupCommit:
         return await future
 
     def latency(self) -> float:
-        """How long the slowest request answered lately took, queueing included (0 when idle)."""
-        took, at = self._slowest
-        return took if time.monotonic() - at < 2 * LATENCY_WINDOW_S else 0.0
+        """How long written requests take lately, queueing included: a moving average (0 when idle)."""
+        average, at = self._latency
+        return average if time.monotonic() - at < LATENCY_MEMORY_S else 0.0
 
     # --- the checking thread -------------------------------------------------------------------
 
@@ -230,7 +231,7 @@ class GroupCommit:
                 log.exception("group commit failed")
                 for outcome, _device in batch:
                     outcome.result, outcome.error = None, error
-            self._hand_back([outcome for outcome, _device in batch], finished)
+            self._hand_back([outcome for outcome, _device in batch], finished, timed=True)
             if stopping:
                 break
 
@@ -260,10 +261,10 @@ class GroupCommit:
 
     # --- back on the event loop ----------------------------------------------------------------
 
-    def _hand_back(self, outcomes: list[_Outcome], finished: list[Any]) -> None:
+    def _hand_back(self, outcomes: list[_Outcome], finished: list[Any], timed: bool = False) -> None:
         loop = self._loop
         if (outcomes or finished) and loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._settle, outcomes, finished)
+            loop.call_soon_threadsafe(self._settle, outcomes, finished, timed)
 
     def _refuse_leftovers(self) -> None:
         """Requests still queued when the server stops are answered 503, not left hanging."""
@@ -271,15 +272,19 @@ class GroupCommit:
         self._hand_back([_Outcome(job, error=ServiceUnavailable("the server is stopping", "retry in a moment"))
                          for job in leftovers], [])
 
-    def _settle(self, outcomes: list[_Outcome], finished: list[Any]) -> None:
+    def _settle(self, outcomes: list[_Outcome], finished: list[Any], timed: bool = False) -> None:
         """On the event loop: answer every request of the batch (after the commit, for writes)."""
         for result in finished:
             if self.after is not None:
                 self.after(result)
-        now = time.monotonic()
-        took, at = self._slowest
-        slowest = max((now - outcome.job.queued_at for outcome in outcomes), default=0.0)
-        self._slowest = (max(took, slowest), at) if now - at < LATENCY_WINDOW_S else (slowest, now)
+        if timed and outcomes:
+            now = time.monotonic()
+            average, at = self._latency
+            if now - at >= LATENCY_MEMORY_S:
+                average = 0.0
+            for outcome in outcomes:
+                average += LATENCY_WEIGHT * (now - outcome.job.queued_at - average)
+            self._latency = (average, now)
         for outcome in outcomes:
             future = outcome.job.future
             if future.done():  # the client went away and the request was cancelled

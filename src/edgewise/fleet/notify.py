@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 WAKE_SLICE_S = 0.05
-# While device requests take longer than this, waking more devices would only queue them deeper.
+# While device writes take longer than this on average, telling more devices would only queue them deeper.
 BUSY_LATENCY_S = 0.05
 MIN_WAKE_SHARE = 0.05  # the pace never falls below this share of the most: a rollout always moves on
 START_SHARE = 0.25  # a rollout starts at this share of the most, and climbs while the server keeps up
