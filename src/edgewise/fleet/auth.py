@@ -13,11 +13,11 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from anyio import to_thread
 from fastapi import Request
-from sqlalchemy import Connection, Table, bindparam, select
+from sqlalchemy import Connection, Select, Table, select
 from sqlalchemy.orm import Session
 
 from edgewise.core.auth import claimed_device, verify_signed_request
@@ -25,13 +25,18 @@ from edgewise.core.errors import AuthError, ConfigError
 from edgewise.core.signing import PublicKey
 from edgewise.core.wire import MAX_CLOCK_SKEW_S
 from edgewise.fleet.db import Database
+from edgewise.fleet.db.ids import dialect_of, ids_match
 from edgewise.fleet.db.models import Device, OperatorToken
 from edgewise.fleet.errors import Forbidden
 
 _DEVICES = cast(Table, Device.__table__)
-# Built once: it runs for every batch of device requests (a Core statement, no ORM layer).
-_LOOKUP = select(_DEVICES.c.id, _DEVICES.c.public_key, _DEVICES.c.revoked, _DEVICES.c.device_group).where(
-    _DEVICES.c.id.in_(bindparam("ids", expanding=True)))
+
+
+@functools.cache
+def _lookup_statement(dialect: str) -> Select[Any]:
+    """Built once per database: it runs for every batch of device requests (Core, no ORM layer)."""
+    return select(_DEVICES.c.id, _DEVICES.c.public_key, _DEVICES.c.revoked, _DEVICES.c.device_group).where(
+        ids_match(_DEVICES.c.id, dialect))
 
 SCOPES = ("read", "deploy", "admin")
 DASHBOARD_COOKIE = "edgewise_token"
@@ -162,7 +167,8 @@ class DeviceAuthenticator:
         ids = sorted({d for d in device_ids if len(d) <= 40})
         if not ids:
             return {}
-        return {row[0]: (row[1], row[2], row[3]) for row in connection.execute(_LOOKUP, {"ids": ids})}
+        statement = _lookup_statement(dialect_of(connection))
+        return {row[0]: (row[1], row[2], row[3]) for row in connection.execute(statement, {"ids": ids})}
 
     def verify(self, signed: SignedRequest) -> AuthedDevice:
         """Blocking (one database read): call it from a worker thread, with the request's own work."""

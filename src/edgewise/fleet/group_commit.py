@@ -25,6 +25,7 @@ request fails alone and never takes its neighbours with it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import queue
 import threading
@@ -39,6 +40,7 @@ from sqlalchemy.orm import Session
 from edgewise.core.errors import EdgewiseError, ServiceUnavailable
 from edgewise.fleet.auth import AuthedDevice, DeviceAuthenticator, SignedRequest
 from edgewise.fleet.db import Database
+from edgewise.fleet.db.ids import dialect_of, ids_match
 from edgewise.fleet.db.models import Device
 
 log = logging.getLogger("edgewise.fleet")
@@ -71,8 +73,13 @@ _Checked = tuple[_Outcome, AuthedDevice | None]  # a request that passed its che
 
 def lock_devices(session: Session, device_ids: list[str]) -> None:
     if device_ids:
-        session.execute(select(Device.id).where(Device.id.in_(sorted(set(device_ids)))).order_by(Device.id)
-                        .with_for_update())
+        session.execute(_lock_statement(dialect_of(session)), {"ids": sorted(set(device_ids))})
+
+
+@functools.cache
+def _lock_statement(dialect: str) -> Any:
+    table = Device.__table__
+    return select(table.c.id).where(ids_match(table.c.id, dialect)).order_by(table.c.id).with_for_update()
 
 
 class GroupCommit:

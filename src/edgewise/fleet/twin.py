@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import String, Table, bindparam, func, select, update
+from sqlalchemy import Select, String, Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from edgewise.core.wire import BundleRef, DesiredState, ReportedState
 from edgewise.fleet.bundles import archive_url
+from edgewise.fleet.db.ids import dialect_of, ids_match
 from edgewise.fleet.db.models import Bundle, Device, ShadowAssignment
 from edgewise.fleet.errors import NotFound
 from edgewise.fleet.rollout import Changes, on_device_reports
@@ -52,13 +54,20 @@ class ReportOutcome:
 
 
 _DEVICES = cast(Table, Device.__table__)
-# Built once, Core statements: long polls and heartbeats run these for every batch.
-_REVISIONS = select(_DEVICES.c.id, _DEVICES.c.desired_revision).where(
-    _DEVICES.c.id.in_(bindparam("ids", expanding=True)))
-_BEFORE_REPORT = select(
-    _DEVICES.c.id, _DEVICES.c.name, _DEVICES.c.last_seen, _DEVICES.c.health, _DEVICES.c.update_state,
-    _DEVICES.c.current_digest, _DEVICES.c.desired_deployment_id, _DEVICES.c.reported,
-).where(_DEVICES.c.id.in_(bindparam("ids", expanding=True)))
+
+
+# Built once per database, Core statements: long polls and heartbeats run these for every batch.
+@functools.cache
+def _revisions(dialect: str) -> Select[Any]:
+    return select(_DEVICES.c.id, _DEVICES.c.desired_revision).where(ids_match(_DEVICES.c.id, dialect))
+
+
+@functools.cache
+def _before_report(dialect: str) -> Select[Any]:
+    return select(
+        _DEVICES.c.id, _DEVICES.c.name, _DEVICES.c.last_seen, _DEVICES.c.health, _DEVICES.c.update_state,
+        _DEVICES.c.current_digest, _DEVICES.c.desired_deployment_id, _DEVICES.c.reported,
+    ).where(ids_match(_DEVICES.c.id, dialect))
 # One statement for every heartbeat of a group commit, executed once per report (executemany).
 _STORE_REPORT = (
     update(_DEVICES).where(_DEVICES.c.id == bindparam("b_id")).values(
@@ -80,7 +89,7 @@ def apply_reports(session: Session, reports: list[tuple[str, ReportedState]], of
     verdict, and bake timers and timeouts move on in the housekeeping tick.
     """
     ids = sorted({device_id for device_id, _ in reports})
-    before = {row.id: row._asdict() for row in session.execute(_BEFORE_REPORT, {"ids": ids})}
+    before = {row.id: row._asdict() for row in session.execute(_before_report(dialect_of(session)), {"ids": ids})}
     now = time.time()
     rows: list[dict[str, Any]] = []
     outcomes: list[ReportOutcome] = []
@@ -121,7 +130,7 @@ def read_desired_many(session: Session, reads: list[tuple[str, str | None]]
     """For each (device id, revision it has seen): (its desired state, revision), or (None, revision)
     while the revision is still the one seen. Long polls re-read often, so unchanged is one read."""
     ids = sorted({device_id for device_id, _ in reads})
-    revisions = dict(session.execute(_REVISIONS, {"ids": ids}).all())
+    revisions = dict(session.execute(_revisions(dialect_of(session)), {"ids": ids}).all())
     missing = [device_id for device_id, _ in reads if device_id not in revisions]
     if missing:
         raise NotFound(f"device {missing[0]} not found")
