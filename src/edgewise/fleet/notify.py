@@ -3,7 +3,10 @@ dashboard's live stream waits for fleet changes. Writers run in worker threads, 
 wake-up to the event loop with `call_soon_threadsafe`.
 
 Several server replicas do not share these: a waiting device also re-reads the database every
-few seconds, so a change made by another replica reaches it within that period.
+`long_poll_recheck_s`, so a change made by another replica reaches it within that period.
+
+A rollout's wake-ups are paced (see `Notifier`): devices are told of their change in turn, as
+fast as the server keeps up.
 """
 
 from __future__ import annotations
