@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from edgewise.core.errors import ConfigError, ServiceUnavailable
 
 T = TypeVar("T")
 RETRYABLE_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure
+PING_AFTER_IDLE_S = 5.0
 
 
 def normalise_url(url: str) -> str:
@@ -52,7 +53,29 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10}, pool_size=20)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=20, max_overflow=20)
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Check a pooled connection before use if it sat idle, as `pool_pre_ping` would every time:
+    device requests check connections out hundreds of times a second, and a ping each time was a
+    tenth of the committing thread's time. A busy connection that breaks (the database restarted)
+    fails its transaction, and the pool replaces it."""
+
+    def checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("checked_in_at", 0.0) > PING_AFTER_IDLE_S:
+            try:
+                engine.dialect.do_ping(dbapi_connection)
+            except Exception as error:
+                raise DisconnectionError("the pooled connection is gone") from error  # the pool retries
+
+    event.listen(engine, "checkin", checked_in)
+    event.listen(engine, "checkout", checkout)
 
 
 class Database:
@@ -61,6 +84,10 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        # Reads need no transaction of their own: on PostgreSQL that would be two more round trips
+        # (BEGIN, COMMIT) for every batch of long polls. SQLite's driver opens none for reads anyway.
+        reads = engine if engine.dialect.name == "sqlite" else engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._read_sessions = sessionmaker(reads, expire_on_commit=False)
         # SQLite has one writer: queueing writers here is fairer than busy-waiting inside SQLite.
         self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
 
@@ -74,7 +101,7 @@ class Database:
         lock = self._write_lock if write else None
         if lock is not None:
             lock.acquire()
-        session = self._sessions()
+        session = self._sessions() if write else self._read_sessions()
         try:
             yield session
             session.commit()
