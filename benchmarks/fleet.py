@@ -6,9 +6,10 @@
 Each device heartbeats (PUT state) every 10 s, produces 1 event/s sent in batches every 5 s
 (the agent's default sync interval), and long-polls its desired state. Devices connect over a
 10 s warm-up, which is not measured; a third of the way into the measured window the benchmark
-deploys a signed bundle to every device (all-at-once, woken at the server's default pace of
-100 devices/s) and times until the last device reports it installed. p50/p99 are over every
-heartbeat and ingest request of the measured window, the rollout included.
+deploys a signed bundle to every device (all-at-once; the server tells devices at most 100 a
+second, slower while it is busy) and times until the last device reports it installed ("-": not
+within the window). p50/p99 are over every heartbeat and ingest request of the measured window,
+the rollout included.
 
 The server runs in its own process (one uvicorn worker); the "ceiling" row is a minimal FastAPI
 endpoint under the same request pattern, the best the stack could do. The simulated devices use
