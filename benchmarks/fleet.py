@@ -12,7 +12,9 @@ within the window). p50/p99 are over every heartbeat and ingest request of the m
 the rollout included.
 
 The server runs in its own process (one uvicorn worker); the "ceiling" row is a minimal FastAPI
-endpoint under the same request pattern, the best the stack could do. The simulated devices use
+endpoint under the same request pattern, the best the stack could do. "server CPU ms/request" is
+the server process's CPU time over the measured window (all threads, long polls and the rollout
+included) divided by its heartbeat and ingest requests (Linux only). The simulated devices use
 a minimal HTTP client (`edgewise.fleet.light_http`) so that the load generator, which shares
 the machine's cores with the server, costs a fifth of what httpx would.
 """
@@ -70,6 +72,35 @@ class Row:
     p99_ms: float
     rollout_s: float | None
     errors: int
+    server_cpu_ms: float | None  # the server process's CPU per heartbeat/ingest request, all its work included
+
+
+class ServerCpu:
+    """The server process's CPU time over the measured window (Linux: /proc; elsewhere, none)."""
+
+    def __init__(self, pid: int) -> None:
+        self.stat = Path(f"/proc/{pid}/stat")
+        self.started: float | None = None
+        self.used_s: float | None = None
+
+    def _now(self) -> float | None:
+        try:  # utime and stime, in clock ticks; the command name before them may hold spaces
+            fields = self.stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def start(self) -> None:
+        self.started = self._now()
+
+    def stop(self) -> None:
+        now = self._now()
+        if now is not None and self.started is not None:
+            self.used_s = now - self.started
+
+    def per_request_ms(self, stats: SimulationStats, kinds: tuple[str, ...]) -> float | None:
+        requests = sum(len(stats.latencies_ms.get(kind, [])) for kind in kinds)
+        return None if self.used_s is None or not requests else 1000 * self.used_s / requests
 
 
 def make_bundle(workdir: Path, key: PrivateKey) -> tuple[Path, str]:
@@ -92,15 +123,17 @@ def start_process(argv: list[str], port: int) -> subprocess.Popen[bytes]:
     return process
 
 
-async def warm_up(stats: SimulationStats, seconds: float) -> None:
+async def warm_up(stats: SimulationStats, seconds: float, cpu: ServerCpu | None = None) -> None:
     """Measure from here on: the devices have connected (they start spread over `seconds`)."""
     await asyncio.sleep(seconds)
     stats.latencies_ms.clear()
     stats.events_acked = 0
     stats.started = time.monotonic()
+    if cpu is not None:
+        cpu.start()
 
 
-async def drive(config: SimulationConfig, deploy: tuple[str, str, float] | None
+async def drive(config: SimulationConfig, deploy: tuple[str, str, float] | None, cpu: ServerCpu | None = None
                 ) -> tuple[SimulationStats, float | None]:
     """Run the devices; with `deploy=(admin_token, bundle_ref, at_s)` roll the bundle out mid-run.
 
@@ -111,7 +144,7 @@ async def drive(config: SimulationConfig, deploy: tuple[str, str, float] | None
     tune_gc()  # the load generator's own pauses would count as the server's latency
     until = time.monotonic() + config.duration_s
     runs = asyncio.gather(*(device.run(until) for device in devices))
-    await warm_up(stats, config.start_spread_s)
+    await warm_up(stats, config.start_spread_s, cpu)
     rollout_s: float | None = None
     if deploy is not None:
         token, ref, at_s = deploy
@@ -125,6 +158,8 @@ async def drive(config: SimulationConfig, deploy: tuple[str, str, float] | None
         if len(stats.updates) == config.devices:
             rollout_s = max(stats.updates.values()) - started
     await runs
+    if cpu is not None:
+        cpu.stop()
     await close_all(devices)
     return stats, rollout_s
 
@@ -134,7 +169,8 @@ def start_rollout(server: str, token: str, ref: str) -> None:
         op.post("/deployments", json={"bundle": ref, "selector": {}}).raise_for_status()
 
 
-async def drive_ceiling(url: str, devices: int, duration_s: float) -> SimulationStats:
+async def drive_ceiling(url: str, devices: int, duration_s: float, cpu: ServerCpu | None = None
+                        ) -> SimulationStats:
     """The same request pattern (heartbeat 10 s, batch every 5 s) against the minimal endpoint,
     measured after the same warm-up."""
     import json
@@ -160,8 +196,10 @@ async def drive_ceiling(url: str, devices: int, duration_s: float) -> Simulation
 
     connections = [Connection(url) for _ in range(devices)]
     until = time.monotonic() + WARM_UP_S + duration_s
-    await asyncio.gather(warm_up(stats, WARM_UP_S),
+    await asyncio.gather(warm_up(stats, WARM_UP_S, cpu),
                          *(loop(k, p, c) for c in connections for k, p in (("state", 10.0), ("ingest", 5.0))))
+    if cpu is not None:
+        cpu.stop()
     await asyncio.gather(*(c.close() for c in connections))
     return stats
 
@@ -182,13 +220,14 @@ def run_fleet(db_kind: str, devices: int, duration_s: float, workdir: Path, pg_u
         config = SimulationConfig(server=f"http://127.0.0.1:{port}", devices=devices, enroll_token=enroll,
                                   duration_s=WARM_UP_S + duration_s, event_rate=1.0, heartbeat_s=10.0,
                                   batch_interval_s=5.0, start_spread_s=WARM_UP_S)
-        stats, rollout_s = asyncio.run(drive(config, (admin, ref, duration_s / 3)))
+        cpu = ServerCpu(server.pid)
+        stats, rollout_s = asyncio.run(drive(config, (admin, ref, duration_s / 3), cpu))
     finally:
         server.terminate()
         server.wait(30)
     kinds = ("state", "ingest")
     return Row(f"edgewise ({db_kind})", devices, stats.events_acked / duration_s, stats.percentile(50, kinds),
-               stats.percentile(99, kinds), rollout_s, stats.errors)
+               stats.percentile(99, kinds), rollout_s, stats.errors, cpu.per_request_ms(stats, kinds))
 
 
 def run_ceiling(devices: int, duration_s: float, workdir: Path) -> Row:
@@ -199,12 +238,14 @@ def run_ceiling(devices: int, duration_s: float, workdir: Path) -> Row:
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_port(port, 60, server)
     try:
-        stats = asyncio.run(drive_ceiling(f"http://127.0.0.1:{port}", devices, duration_s))
+        cpu = ServerCpu(server.pid)
+        stats = asyncio.run(drive_ceiling(f"http://127.0.0.1:{port}", devices, duration_s, cpu))
     finally:
         server.terminate()
         server.wait(30)
-    return Row("minimal FastAPI (ceiling)", devices, stats.events_acked / duration_s, stats.percentile(50, ("state",
-               "ingest")), stats.percentile(99, ("state", "ingest")), None, stats.errors)
+    kinds = ("state", "ingest")
+    return Row("minimal FastAPI (ceiling)", devices, stats.events_acked / duration_s, stats.percentile(50, kinds),
+               stats.percentile(99, kinds), None, stats.errors, cpu.per_request_ms(stats, kinds))
 
 
 def main() -> None:
@@ -231,12 +272,13 @@ def main() -> None:
         if postgres is not None:
             postgres.stop()
     print()
-    print("| server | devices | events/s | p50 ms | p99 ms | rollout to all (s) | errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| server | devices | events/s | p50 ms | p99 ms | rollout to all (s) | errors | server CPU ms/request |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         rollout = "-" if row.rollout_s is None else f"{row.rollout_s:.1f}"
+        cpu = "-" if row.server_cpu_ms is None else f"{row.server_cpu_ms:.2f}"
         print(f"| {row.target} | {row.devices} | {row.events_per_s:.0f} | {row.p50_ms:.1f} | {row.p99_ms:.1f} | "
-              f"{rollout} | {row.errors} |")
+              f"{rollout} | {row.errors} | {cpu} |")
 
 
 if __name__ == "__main__":

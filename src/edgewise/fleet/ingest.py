@@ -84,8 +84,7 @@ def _insert_new_postgresql(session: Session, table: Any, rows: list[dict[str, An
     """The same on PostgreSQL, through psycopg's own executemany (pipelined: one round trip).
 
     SQLAlchemy would send one INSERT with a VALUES row per item: a statement text that psycopg
-    parses again, in Python, every time (it caches only short statements), which cost more CPU
-    than the rest of an event batch."""
+    parses again, in Python, every time (it caches only short statements with few parameters)."""
     columns = tuple(rows[0])
     as_json = {c.name for c in table.columns if isinstance(c.type, JSON)}
     params = [tuple(Json(row[c]) if c in as_json and row[c] is not None else row[c] for c in columns)
