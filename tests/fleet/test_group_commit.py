@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.exc import OperationalError
 
 from edgewise.core.auth import signed_headers
@@ -18,7 +19,7 @@ from edgewise.core.signing import PrivateKey
 from edgewise.core.wire import AgentConfig, EnrollRequest, EventIn, IngestBatch, ReportedState, TelemetryIn
 from edgewise.fleet.auth import DeviceAuthenticator, SignedRequest
 from edgewise.fleet.db import Database, open_database
-from edgewise.fleet.db.models import Device, Event, Telemetry
+from edgewise.fleet.db.models import Bundle, Device, Event, Telemetry
 from edgewise.fleet.enrollment import create_enrollment_token, enroll
 from edgewise.fleet.group_commit import GroupCommit, _Job
 from edgewise.fleet.ingest import decode_images, store_batches
@@ -149,6 +150,32 @@ def test_two_reports_from_one_device_in_a_batch_follow_each_other(db: Database) 
         (state, revision), (unchanged, same) = read_desired_many(session, [(device_id, None), (device_id, "1")])
     assert state is not None and state.device_id == device_id and revision == "1"
     assert unchanged is None and same == "1"
+
+
+def test_desired_reads_take_each_bundle_from_the_database_once(db: Database) -> None:
+    """A rollout wakes every device of a batch for the same bundle: its reference is read once."""
+    device_id, _ = enroll_device(db)
+    digest = "sha256:" + "c" * 64
+    with db.session() as session:
+        session.add(Bundle(digest=digest, name="pests", version="2.0", ref="pests:2.0", size_bytes=123,
+                           registered_at=time.time()))
+        device = session.get(Device, device_id)
+        device.desired_digest, device.desired_revision = digest, 7
+    statements: list[str] = []
+
+    def note(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        for _ in range(3):
+            with db.session(write=False) as session:
+                (state, revision), = read_desired_many(session, [(device_id, "1")])
+            assert state is not None and revision == "7"
+            assert (state.bundle.digest, state.bundle.version, state.bundle.size_bytes) == (digest, "2.0", 123)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", note)
+    assert sum("FROM bundles" in s for s in statements) == 1 and len(statements) == 4
 
 
 def test_transact_retries_a_deadlock_victim_and_gives_up_on_other_errors(db: Database) -> None:

@@ -5,12 +5,21 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from sqlalchemy import select
 
 from edgewise.fleet.db import Database, open_database
 from edgewise.fleet.db.models import Bundle, Deployment, DeploymentHistory, DeploymentTarget, Device
-from edgewise.fleet.rollout import Changes, create_deployment, evaluate
+from edgewise.fleet.rollout import (
+    Changes,
+    advance_all,
+    create_deployment,
+    defer_evaluation,
+    evaluate,
+    evaluate_deferred,
+    on_device_reports,
+)
 from edgewise.fleet.selectors import Selector
 from edgewise.fleet.strategies import StrategySpec
 
@@ -88,3 +97,30 @@ def test_assignment_judges_each_device_at_once(tmp_path: Path) -> None:
     assert history == [("dev-1", "pending", "assigned", "batch 1"), ("dev-1", "assigned", "succeeded", "")]
     assert (targets["dev-2"].status, targets["dev-2"].detail) == ("failed", "device revoked")
     assert revoked_desired == OLD  # a revoked device's desired state is never touched
+
+
+def test_device_reports_leave_timed_out_devices_to_the_tick(tmp_path: Path) -> None:
+    """A report that finishes a target evaluates its deployment at the end of the group commit, but
+    devices silent past their timeout fail in the housekeeping tick, not in a device's request."""
+    db = fleet_db(tmp_path, 2)
+    with db.session() as session:
+        deployment, _ = create_deployment(session, session.get(Bundle, NEW), Selector(),
+                                          StrategySpec(device_timeout_s=60, failure_threshold=1.0))
+    with db.session() as session:
+        for target in session.scalars(select(DeploymentTarget)):
+            target.assigned_at = time.time() - 120  # both silent past their timeout
+    updated = SimpleNamespace(id="dev-0", reported={"health": {"status": "ok"}}, update_state="idle",
+                              current_digest=NEW, health="ok", desired_deployment_id=deployment.id)
+    with db.session() as session:
+        defer_evaluation(session)
+        on_device_reports(session, {"dev-0": updated})
+        evaluate_deferred(session)
+    with db.session(write=False) as session:
+        assert {t.device_id: t.status for t in session.scalars(select(DeploymentTarget))} == {
+            "dev-0": "succeeded", "dev-1": "assigned"}
+    with db.session() as session:
+        advance_all(session)
+    with db.session(write=False) as session:
+        silent = session.scalars(select(DeploymentTarget).where(DeploymentTarget.device_id == "dev-1")).one()
+        assert (silent.status, silent.detail) == ("failed", "no success reported within 60s")
+        assert session.get(Deployment, deployment.id).status == "completed"

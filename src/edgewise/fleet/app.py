@@ -28,6 +28,7 @@ from edgewise.fleet.housekeeping import Housekeeper
 from edgewise.fleet.notify import Notifier
 from edgewise.fleet.rollout import defer_evaluation, evaluate_deferred
 from edgewise.fleet.settings import ServerSettings
+from edgewise.fleet.twin import lock_devices
 
 log = logging.getLogger("edgewise.fleet")
 FULL_GC_EVERY = 500  # middle-generation collections between full ones (Python's default: 10)
@@ -41,7 +42,7 @@ def build_context(settings: ServerSettings, store: BundleStore | None = None, db
     devices = DeviceAuthenticator(db)
     writers, readers, prepare = device.device_handlers(settings)
     group_commit = GroupCommit(db, devices, writers, prepare, begin=defer_evaluation, finish=evaluate_deferred,
-                               readers=readers)
+                               readers=readers, lock=lock_devices)
     ctx = ServerContext(
         settings=settings, db=db, catalog=BundleCatalog(db, settings.store_url, store, settings.cache_dir),
         devices=devices, notifier=Notifier(settings.wake_rate_per_s, group_commit.latency),

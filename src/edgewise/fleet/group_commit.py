@@ -86,14 +86,16 @@ class GroupCommit:
     def __init__(self, db: Database, devices: DeviceAuthenticator, handlers: dict[str, Handler],
                  prepare: dict[str, Callable[[Any], Any]] | None = None, max_batch: int = MAX_BATCH,
                  begin: Callable[[Session], None] | None = None, finish: Callable[[Session], Any] | None = None,
-                 after: Callable[[Any], None] | None = None, readers: dict[str, Handler] | None = None) -> None:
+                 after: Callable[[Any], None] | None = None, readers: dict[str, Handler] | None = None,
+                 lock: Callable[[Session, list[str]], None] | None = None) -> None:
         """`handlers[kind]` write, in the group transaction; `readers[kind]` only read, in the
         checking thread's read-only transaction.
         `prepare[kind](payload)` runs before any database work and may raise an EdgewiseError to
         refuse that request alone (a corrupt snapshot); what it returns is the handler's payload.
         `begin(session)` and `finish(session)` open and close each group transaction (work that
         should run once per batch, not once per request); `after(finished)` gets what `finish`
-        returned, on the event loop, after the commit."""
+        returned, on the event loop, after the commit. `lock(session, device_ids)` locks the rows of
+        a batch's devices first, on PostgreSQL (default: `lock_devices`)."""
         self.db = db
         self.devices = devices
         self.handlers = handlers
@@ -101,6 +103,7 @@ class GroupCommit:
         self.prepare = prepare or {}
         self.max_batch = max_batch
         self.begin, self.finish, self.after = begin, finish, after
+        self.lock = lock or lock_devices
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._writes: queue.SimpleQueue[list[_Checked] | None] = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -251,7 +254,7 @@ class GroupCommit:
                     # Lock every device row this batch may write, in id order, before writing any:
                     # an operator's rollout updates device rows in id order too, so neither can
                     # hold one row the other needs while waiting for another (no deadlock).
-                    lock_devices(session, [device.id for _, device in batch if device is not None])
+                    self.lock(session, [device.id for _, device in batch if device is not None])
                 _run_handlers(session, self.handlers, batch)
                 result = self.finish(session) if self.finish is not None else None
             if self.finish is not None:

@@ -244,7 +244,7 @@ def _update_error(device: Any) -> str:
     return str(((device.reported or {}).get("update") or {}).get("error") or "")
 
 
-def _judge_target(session: Session, deployment: Deployment, target: DeploymentTarget, device: Device,
+def _judge_target(session: Session, deployment: Deployment, target: DeploymentTarget, device: Any,
                   digest: str, changes: Changes, spec: StrategySpec | None = None) -> bool:
     """Move the target on from what its device reports; whether it changed."""
     spec = spec or StrategySpec.model_validate(deployment.strategy)
@@ -266,61 +266,65 @@ def defer_evaluation(session: Session) -> None:
     A group commit carries hundreds of reports from the devices of one rollout; evaluating after
     each would count the same targets hundreds of times.
     """
-    session.info[_DEFERRED] = set()
+    session.info[_DEFERRED] = {}  # deployment id -> the deployment (the session keeps only weak references)
 
 
 def evaluate_deferred(session: Session) -> Changes:
     changes = Changes()
-    for deployment_id in sorted(session.info.pop(_DEFERRED, ())):
-        deployment = session.get(Deployment, deployment_id, with_for_update=True)
-        if deployment is not None:
-            evaluate(session, deployment, changes)
+    deferred: dict[str, Deployment] = session.info.pop(_DEFERRED, {})
+    for deployment_id in sorted(deferred):  # each locked by on_device_reports in this transaction
+        evaluate(session, deferred[deployment_id], changes, timers=False)
     return changes
 
 
-def on_device_reports(session: Session, device_ids: list[str]) -> dict[str, Changes]:
+def on_device_reports(session: Session, reports: dict[str, Any]) -> dict[str, Changes]:
     """Update each device's target in its current deployment from what it just reported.
 
-    A rollout brings hundreds of such reports in one group commit: devices, deployments and
-    targets are each loaded in one query, not one per report.
+    `reports[device_id]` is what the device now reports, as stored in this transaction (whose
+    device rows are already locked): `id`, `reported`, `update_state`, `current_digest`,
+    `health` and `desired_deployment_id`. A rollout brings hundreds of reports in one group
+    commit: their targets and deployments are loaded in one query, not one per report.
     """
-    results = {device_id: Changes() for device_id in device_ids}
-    # populate_existing: the reports were stored by a Core UPDATE, which does not refresh a Device
-    # that this transaction (a group commit of many requests) has already loaded.
-    devices = session.scalars(select(Device).where(Device.id.in_(sorted(results))).order_by(Device.id)
-                              .with_for_update().execution_options(populate_existing=True)).all()
-    deployment_ids = sorted({d.desired_deployment_id for d in devices if d.desired_deployment_id})
+    results = {device_id: Changes() for device_id in reports}
+    deployment_ids = sorted({r.desired_deployment_id for r in reports.values() if r.desired_deployment_id})
     if not deployment_ids:
         return results
-    deployments = {d.id: d for d in session.scalars(
-        select(Deployment).where(Deployment.id.in_(deployment_ids)).order_by(Deployment.id).with_for_update())}
-    targets = {(t.deployment_id, t.device_id): t for t in session.scalars(select(DeploymentTarget).where(
-        DeploymentTarget.deployment_id.in_(deployment_ids), DeploymentTarget.device_id.in_(sorted(results))))}
+    loaded = session.execute(
+        select(DeploymentTarget, Deployment).join(Deployment, Deployment.id == DeploymentTarget.deployment_id)
+        .where(DeploymentTarget.deployment_id.in_(deployment_ids), DeploymentTarget.device_id.in_(sorted(reports)))
+        .order_by(Deployment.id, DeploymentTarget.device_id).with_for_update(of=Deployment)).all()
+    targets = {(target.deployment_id, target.device_id): (target, deployment) for target, deployment in loaded}
     specs: dict[str, StrategySpec] = {}
-    for device in devices:
-        deployment = deployments.get(device.desired_deployment_id or "")
-        # A halted deployment still records how its devices end up, but never moves on.
-        if deployment is None or deployment.status not in (ACTIVE, "halted"):
+    for device_id in sorted(reports):
+        device = reports[device_id]
+        found = targets.get((device.desired_deployment_id or "", device_id))
+        if found is None:
             continue
-        target = targets.get((deployment.id, device.id))
-        if target is None:
+        target, deployment = found
+        # A halted deployment still records how its devices end up, but never moves on.
+        if deployment.status not in (ACTIVE, "halted"):
             continue
         spec = specs.setdefault(deployment.id, StrategySpec.model_validate(deployment.strategy))
-        changes = results[device.id]
+        changes = results[device_id]
         if not _judge_target(session, deployment, target, device, deployment.bundle_digest, changes, spec):
             continue  # nothing new for the deployment; timers move on in the housekeeping tick
+        if target.status not in FINISHED_TARGET:
+            continue  # a device starting its update changes no count that halts or ends a batch
         deferred = session.info.get(_DEFERRED)
         if deferred is not None:
-            deferred.add(deployment.id)
+            deferred[deployment.id] = deployment
         else:
-            evaluate(session, deployment, changes)
+            evaluate(session, deployment, changes, timers=False)
     return results
 
 
-def evaluate(session: Session, deployment: Deployment, changes: Changes, now: float | None = None) -> None:
+def evaluate(session: Session, deployment: Deployment, changes: Changes, now: float | None = None,
+             timers: bool = True) -> None:
     """Halt past the threshold; otherwise move to the next batch once this one is done and baked.
 
-    Counts come from SQL aggregates, so a report costs the same whatever the deployment's size.
+    Counts come from one SQL aggregate, so a report costs the same whatever the deployment's size.
+    `timers=False` (after device reports) leaves silent devices to the housekeeping tick, which
+    runs every second.
     """
     if deployment.status not in LIVE:
         return
@@ -331,24 +335,27 @@ def evaluate(session: Session, deployment: Deployment, changes: Changes, now: fl
         return
     of_this = DeploymentTarget.deployment_id == deployment.id
     reached_batches = DeploymentTarget.batch <= deployment.current_batch
-    silent = session.scalars(select(DeploymentTarget).where(
-        of_this, reached_batches, DeploymentTarget.status.in_(("assigned", "updating")),
-        DeploymentTarget.assigned_at < now - spec.device_timeout_s)).all()
-    for target in silent:
-        previous, target.status, target.finished_at = target.status, "failed", now
-        target.detail = f"no success reported within {spec.device_timeout_s:.0f}s"
-        _record(session, changes, deployment.id, "failed", previous, target.device_id, target.detail)
+    if timers:
+        silent = session.scalars(select(DeploymentTarget).where(
+            of_this, reached_batches, DeploymentTarget.status.in_(("assigned", "updating")),
+            DeploymentTarget.assigned_at < now - spec.device_timeout_s)).all()
+        for target in silent:
+            previous, target.status, target.finished_at = target.status, "failed", now
+            target.detail = f"no success reported within {spec.device_timeout_s:.0f}s"
+            _record(session, changes, deployment.id, "failed", previous, target.device_id, target.detail)
     session.flush()
-    counts = {status: count for status, count in session.execute(
-        select(DeploymentTarget.status, func.count()).where(of_this, reached_batches)
-        .group_by(DeploymentTarget.status))}
-    reached, failed = sum(counts.values()), counts.get("failed", 0)
+    in_current = DeploymentTarget.batch == deployment.current_batch
+    reached = failed = unfinished = 0
+    for status, current, count in session.execute(
+            select(DeploymentTarget.status, in_current, func.count()).where(of_this, reached_batches)
+            .group_by(DeploymentTarget.status, in_current)):
+        reached += count
+        failed += count if status == "failed" else 0
+        unfinished += count if current and status not in FINISHED_TARGET else 0
     if reached and failed / reached > spec.failure_threshold:
         _set_status(session, deployment, "halted", changes,
                     f"{failed} of {reached} device(s) failed (threshold {spec.failure_threshold:.0%})")
         return
-    unfinished = session.scalar(select(func.count()).select_from(DeploymentTarget).where(
-        of_this, DeploymentTarget.batch == deployment.current_batch, DeploymentTarget.status.not_in(FINISHED_TARGET)))
     if unfinished:
         return
     if deployment.batch_done_at is None:

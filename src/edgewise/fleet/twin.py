@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, cast
 
 from sqlalchemy import Select, String, Table, bindparam, func, select, update
@@ -17,32 +18,36 @@ from edgewise.fleet.db.models import Bundle, Device, ShadowAssignment
 from edgewise.fleet.errors import NotFound
 from edgewise.fleet.rollout import Changes, on_device_reports
 
-
-def _bundle_ref(bundle: Bundle | None) -> BundleRef | None:
-    if bundle is None:
-        return None
-    return BundleRef(name=bundle.name, version=bundle.version, digest=bundle.digest, url=archive_url(bundle.digest),
-                     size_bytes=bundle.size_bytes)
+_BUNDLE_REFS: dict[tuple[str, str], BundleRef] = {}  # (database url, digest) -> its reference
+_BUNDLE_REFS_KEPT = 1024
 
 
-def desired_states(session: Session, device_ids: list[str]) -> dict[str, DesiredState]:
-    """The desired state of each device that exists, in three queries however many there are
-    (a rollout wakes every device of a batch at once)."""
-    ids = sorted(set(device_ids))
-    devices = session.execute(select(Device.id, Device.desired_revision, Device.desired_digest,
-                                     Device.desired_deployment_id).where(Device.id.in_(ids))).all()
-    shadows = {a.device_id: a for a in session.scalars(select(ShadowAssignment)
-                                                       .where(ShadowAssignment.device_id.in_(ids)))}
-    digests = {d.desired_digest for d in devices if d.desired_digest} | {a.bundle_digest for a in shadows.values()}
-    bundles = {b.digest: b for b in session.scalars(select(Bundle).where(Bundle.digest.in_(sorted(digests))))}
+def _bundle_refs(session: Session, digests: set[str]) -> dict[str, BundleRef]:
+    """The reference of each bundle that exists. A bundle is named by its digest and never changes,
+    so each is read once: a rollout wakes every device of a batch, each asking for the same one."""
+    database = str(session.get_bind().url)
+    missing = sorted(d for d in digests if (database, d) not in _BUNDLE_REFS)
+    if missing:
+        if len(_BUNDLE_REFS) > _BUNDLE_REFS_KEPT:
+            _BUNDLE_REFS.clear()
+        for bundle in session.execute(select(Bundle.digest, Bundle.name, Bundle.version, Bundle.size_bytes)
+                                      .where(Bundle.digest.in_(missing))):
+            _BUNDLE_REFS[database, bundle.digest] = BundleRef(
+                name=bundle.name, version=bundle.version, digest=bundle.digest, url=archive_url(bundle.digest),
+                size_bytes=bundle.size_bytes)
+    return {d: _BUNDLE_REFS[database, d] for d in digests if (database, d) in _BUNDLE_REFS}
+
+
+def _desired_states(session: Session, rows: list[Any]) -> dict[str, DesiredState]:
+    """Each device's desired state from its row of `_desired_rows`."""
+    refs = _bundle_refs(session, {d for row in rows for d in (row.desired_digest, row.shadow_digest) if d})
     states = {}
-    for device in devices:
-        assignment = shadows.get(device.id)
-        shadow = _bundle_ref(bundles.get(assignment.bundle_digest)) if assignment else None
-        states[device.id] = DesiredState(
-            device_id=device.id, revision=str(device.desired_revision), deployment_id=device.desired_deployment_id,
-            bundle=_bundle_ref(bundles.get(device.desired_digest or "")), shadow=shadow,
-            shadow_share=assignment.share if assignment is not None and shadow is not None else 0.0)
+    for row in rows:
+        shadow = refs.get(row.shadow_digest) if row.shadow_digest else None
+        states[row.id] = DesiredState(
+            device_id=row.id, revision=str(row.desired_revision), deployment_id=row.desired_deployment_id,
+            bundle=refs.get(row.desired_digest or ""), shadow=shadow,
+            shadow_share=row.shadow_share if shadow is not None else 0.0)
     return states
 
 
@@ -58,8 +63,14 @@ _DEVICES = cast(Table, Device.__table__)
 
 # Built once per database, Core statements: long polls and heartbeats run these for every batch.
 @functools.cache
-def _revisions(dialect: str) -> Select[Any]:
-    return select(_DEVICES.c.id, _DEVICES.c.desired_revision).where(ids_match(_DEVICES.c.id, dialect))
+def _desired_rows(dialect: str) -> Select[Any]:
+    """What a desired state is made of, device and shadow assignment in one read."""
+    shadows = cast(Table, ShadowAssignment.__table__)
+    return (select(_DEVICES.c.id, _DEVICES.c.desired_revision, _DEVICES.c.desired_digest,
+                   _DEVICES.c.desired_deployment_id, shadows.c.bundle_digest.label("shadow_digest"),
+                   shadows.c.share.label("shadow_share"))
+            .select_from(_DEVICES.outerjoin(shadows, shadows.c.device_id == _DEVICES.c.id))
+            .where(ids_match(_DEVICES.c.id, dialect)))
 
 
 @functools.cache
@@ -68,6 +79,29 @@ def _before_report(dialect: str) -> Select[Any]:
         _DEVICES.c.id, _DEVICES.c.name, _DEVICES.c.last_seen, _DEVICES.c.health, _DEVICES.c.update_state,
         _DEVICES.c.current_digest, _DEVICES.c.desired_deployment_id, _DEVICES.c.reported,
     ).where(ids_match(_DEVICES.c.id, dialect))
+_LOCKED = "edgewise.locked_devices"  # session.info: device id -> its row, as `lock_devices` read it
+_BEFORE_COLUMNS = ("id", "name", "last_seen", "health", "update_state", "current_digest", "desired_deployment_id",
+                   "reported")
+_LOCK_SQL = (f"SELECT {', '.join(_BEFORE_COLUMNS)} FROM devices WHERE id = ANY(%s::varchar[]) "
+             "ORDER BY id FOR UPDATE")
+
+
+def lock_devices(session: Session, device_ids: list[str]) -> None:
+    """PostgreSQL: lock the rows of every device a group commit may write, in id order, before
+    writing any (an operator's rollout updates device rows in id order too, so neither can hold a
+    row the other needs while waiting for another: no deadlock), and keep what `apply_reports`
+    reads of them. One round trip, the transaction's BEGIN included (psycopg's pipeline sends both
+    together): device requests wait on these round trips, each a thread switch under load."""
+    ids = sorted(set(device_ids))
+    if not ids:
+        return
+    driver = session.connection().connection.driver_connection
+    with driver.cursor() as cursor:
+        with driver.pipeline():
+            cursor.execute(_LOCK_SQL, (ids,))
+        session.info[_LOCKED] = {row[0]: dict(zip(_BEFORE_COLUMNS, row, strict=True)) for row in cursor.fetchall()}
+
+
 # One statement for every heartbeat of a group commit, executed once per report (executemany).
 _STORE_REPORT = (
     update(_DEVICES).where(_DEVICES.c.id == bindparam("b_id")).values(
@@ -89,11 +123,16 @@ def apply_reports(session: Session, reports: list[tuple[str, ReportedState]], of
     verdict, and bake timers and timeouts move on in the housekeeping tick.
     """
     ids = sorted({device_id for device_id, _ in reports})
-    before = {row.id: row._asdict() for row in session.execute(_before_report(dialect_of(session)), {"ids": ids})}
+    locked = session.info.get(_LOCKED, {})
+    if all(device_id in locked for device_id in ids):
+        before = {device_id: locked[device_id] for device_id in ids}
+    else:
+        before = {row.id: row._asdict() for row in session.execute(_before_report(dialect_of(session)), {"ids": ids})}
     now = time.time()
     rows: list[dict[str, Any]] = []
     outcomes: list[ReportOutcome] = []
     news_for: dict[str, int] = {}  # device id -> index of its last report with news
+    news: dict[str, SimpleNamespace] = {}  # device id -> what it now reports, for its deployment
     for device_id, report in reports:
         previous = before.get(device_id)
         if previous is None:
@@ -109,9 +148,10 @@ def apply_reports(session: Session, reports: list[tuple[str, ReportedState]], of
             status_change = {"device_id": device_id, "name": previous["name"], "health": now_row["health"],
                              "update_state": now_row["update_state"],
                              "bundle_version": current.version if current else None, "online": True, "ts": now}
-        news = status_change is not None or (previous["reported"] or {}).get("update") != reported.get("update")
-        if previous["desired_deployment_id"] is not None and news:
+        has_news = status_change is not None or (previous["reported"] or {}).get("update") != reported.get("update")
+        if previous["desired_deployment_id"] is not None and has_news:
             news_for[device_id] = len(outcomes)
+            news[device_id] = SimpleNamespace(**now_row)
         before[device_id] = now_row  # a second report from the same device in this batch follows this one
         rows.append({"b_id": device_id, "b_reported": reported, "b_now": now, "b_health": now_row["health"],
                      "b_update_state": now_row["update_state"], "b_digest": now_row["current_digest"],
@@ -120,7 +160,7 @@ def apply_reports(session: Session, reports: list[tuple[str, ReportedState]], of
         outcomes.append(ReportOutcome(Changes(), status_change, came_online))
     session.execute(_STORE_REPORT, rows)
     if news_for:
-        for device_id, changes in on_device_reports(session, list(news_for)).items():
+        for device_id, changes in on_device_reports(session, news).items():
             outcomes[news_for[device_id]].rollout = changes
     return outcomes
 
@@ -128,15 +168,16 @@ def apply_reports(session: Session, reports: list[tuple[str, ReportedState]], of
 def read_desired_many(session: Session, reads: list[tuple[str, str | None]]
                       ) -> list[tuple[DesiredState | None, str]]:
     """For each (device id, revision it has seen): (its desired state, revision), or (None, revision)
-    while the revision is still the one seen. Long polls re-read often, so unchanged is one read."""
+    while the revision is still the one seen. Long polls re-read often: one query for all of them."""
     ids = sorted({device_id for device_id, _ in reads})
-    revisions = dict(session.execute(_revisions(dialect_of(session)), {"ids": ids}).all())
-    missing = [device_id for device_id, _ in reads if device_id not in revisions]
+    rows = {row.id: row for row in session.execute(_desired_rows(dialect_of(session)), {"ids": ids})}
+    missing = [device_id for device_id, _ in reads if device_id not in rows]
     if missing:
         raise NotFound(f"device {missing[0]} not found")
-    states = desired_states(session, [d for d, seen in reads if str(revisions[d]) != seen])
+    changed = {device_id for device_id, seen in reads if str(rows[device_id].desired_revision) != seen}
+    states = _desired_states(session, [rows[device_id] for device_id in sorted(changed)])
     results: list[tuple[DesiredState | None, str]] = []
     for device_id, seen in reads:
-        state = states.get(device_id) if str(revisions[device_id]) != seen else None
-        results.append((state, state.revision) if state is not None else (None, str(revisions[device_id])))
+        state = states.get(device_id) if str(rows[device_id].desired_revision) != seen else None
+        results.append((state, state.revision) if state is not None else (None, str(rows[device_id].desired_revision)))
     return results
