@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,8 +28,11 @@ from edgewise.fleet.twin import apply_reports, read_desired_many
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Database:
-    return open_database(f"sqlite:///{tmp_path / 'fleet.db'}")
+def db(db_url: str) -> Iterator[Database]:
+    """SQLite and a real PostgreSQL: their batched statements differ (PostgreSQL's are pipelined)."""
+    database = open_database(db_url)
+    yield database
+    database.dispose()
 
 
 def enroll_device(db: Database, name: str = "cam") -> tuple[str, PrivateKey]:
@@ -123,6 +126,9 @@ def test_store_batches_stores_each_item_once_across_batches_of_one_group(db: Dat
     b, _ = enroll_device(db, "b")
     first, retry, other = batch([1, 2], [3]), batch([2, 1, 4]), batch([1], [2])
     with db.session() as session:
+        for device_id in (a, b):
+            session.get(Device, device_id).last_seen = 1.0
+    with db.session() as session:
         results = store_batches(session, [(a, first, decode_images(first)), (a, retry, decode_images(retry)),
                                           (b, other, decode_images(other))])
     (ack1, fwd1), (ack2, fwd2), (ack3, fwd3) = results
@@ -134,6 +140,7 @@ def test_store_batches_stores_each_item_once_across_batches_of_one_group(db: Dat
         assert (ack4.duplicates, fwd4) == (3, [])
         assert session.scalar(select(func.count()).select_from(Event)) == 4
         assert session.scalar(select(func.count()).select_from(Telemetry)) == 2
+        assert all(session.get(Device, d).last_seen > 1.0 for d in (a, b))  # seen, with their batches
 
 
 def test_two_reports_from_one_device_in_a_batch_follow_each_other(db: Database) -> None:
@@ -266,7 +273,8 @@ def test_reads_are_answered_while_a_write_holds_the_writer(db: Database) -> None
         loop = asyncio.get_running_loop()
         commit.start(loop)
         try:
-            with db.session():  # the writer is taken
+            with db.session() as holder:  # the writer is taken (SQLite), the device's row locked (PostgreSQL)
+                holder.execute(select(Device.id).where(Device.id == device_id).with_for_update())
                 writing = asyncio.ensure_future(commit.submit("write", "w", signed(device_id, key)))
                 reads = await asyncio.wait_for(asyncio.gather(
                     commit.submit("read", "a", signed(device_id, key)), commit.submit("read", "boom", None),

@@ -70,34 +70,56 @@ _DEVICES = cast(Table, Device.__table__)
 _SEEN = update(_DEVICES).where(_DEVICES.c.id == bindparam("b_id")).values(last_seen=bindparam("b_now"))
 
 
-def _insert_new(session: Session, table: Any, rows: list[dict[str, Any]]) -> set[tuple[str, int]]:
-    """Insert the rows whose (device_id, seq) is not stored yet; the keys of those it inserted."""
-    if not rows:
-        return set()
+def _store(session: Session, events: list[dict[str, Any]], telemetry: list[dict[str, Any]], seen: list[str],
+           now: float) -> tuple[set[tuple[str, int]], set[tuple[str, int]]]:
+    """Insert the events and telemetry whose (device_id, seq) is not stored yet, and mark `seen`
+    devices as seen `now`; the keys of the events and of the telemetry it inserted."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        return _insert_new_postgresql(session, table, rows)
-    return {(row[0], row[1]) for row in session.execute(_insert_new_statement(dialect, table), rows)}
+        new_events, new_telemetry = _store_postgresql(
+            session, [(Event.__table__, events), (Telemetry.__table__, telemetry)], seen, now)
+        return new_events, new_telemetry
+    stored = [{(row[0], row[1]) for row in session.execute(_insert_new_statement(dialect, table), rows)}
+              if rows else set() for table, rows in ((Event.__table__, events), (Telemetry.__table__, telemetry))]
+    if seen:
+        session.execute(_SEEN, [{"b_id": device_id, "b_now": now} for device_id in seen])
+    return stored[0], stored[1]
 
 
-def _insert_new_postgresql(session: Session, table: Any, rows: list[dict[str, Any]]) -> set[tuple[str, int]]:
-    """The same on PostgreSQL, through psycopg's own executemany (pipelined: one round trip).
+def _store_postgresql(session: Session, inserts: list[tuple[Any, list[dict[str, Any]]]], seen: list[str],
+                      now: float) -> list[set[tuple[str, int]]]:
+    """On PostgreSQL: for each (table, rows), insert the rows not stored yet, and mark `seen` devices
+    as seen `now`; the keys each insert stored. All in one round trip (psycopg's pipeline).
 
-    SQLAlchemy would send one INSERT with a VALUES row per item: a statement text that psycopg
-    parses again, in Python, every time (it caches only short statements with few parameters)."""
-    columns = tuple(rows[0])
-    as_json = {c.name for c in table.columns if isinstance(c.type, JSON)}
-    params = [tuple(Json(row[c]) if c in as_json and row[c] is not None else row[c] for c in columns)
-              for row in rows]
+    Through psycopg's own executemany: SQLAlchemy would send one INSERT with a VALUES row per item,
+    a statement text that psycopg parses again, in Python, every time (it caches only short
+    statements with few parameters). One round trip: under load each costs the committing thread
+    a GIL handoff, longer than PostgreSQL takes to run the statements."""
     driver = session.connection().connection.driver_connection
-    inserted: set[tuple[str, int]] = set()
-    with driver.cursor() as cursor:
-        cursor.executemany(_postgresql_insert_sql(table.name, columns), params, returning=True)
-        while True:
-            inserted.update((row[0], row[1]) for row in cursor.fetchall())
-            if not cursor.nextset():
-                break
-    return inserted
+    cursors = [driver.cursor() for _ in inserts]
+    try:
+        with driver.pipeline():
+            for cursor, (table, rows) in zip(cursors, inserts, strict=True):
+                if rows:
+                    columns = tuple(rows[0])
+                    as_json = {c.name for c in table.columns if isinstance(c.type, JSON)}
+                    cursor.executemany(_postgresql_insert_sql(table.name, columns), [
+                        tuple(Json(row[c]) if c in as_json and row[c] is not None else row[c] for c in columns)
+                        for row in rows], returning=True)
+            if seen:
+                driver.execute("UPDATE devices SET last_seen = %s WHERE id = ANY(%s::varchar[])", (now, seen))
+        stored: list[set[tuple[str, int]]] = []
+        for cursor, (_table, rows) in zip(cursors, inserts, strict=True):
+            keys: set[tuple[str, int]] = set()
+            while rows:
+                keys.update((row[0], row[1]) for row in cursor.fetchall())
+                if not cursor.nextset():
+                    break
+            stored.append(keys)
+        return stored
+    finally:
+        for cursor in cursors:
+            cursor.close()
 
 
 @functools.cache
@@ -140,9 +162,8 @@ def store_batches(session: Session, batches: list[tuple[str, IngestBatch, Decode
                 telemetry_rows[key] = _telemetry_row(device_id, item, now)
                 mine_telemetry.append(key)
         owners.append((mine_events, mine_telemetry))
-    new_events = _insert_new(session, Event.__table__, list(event_rows.values()))
-    new_telemetry = _insert_new(session, Telemetry.__table__, list(telemetry_rows.values()))
-    session.execute(_SEEN, [{"b_id": device_id, "b_now": now} for device_id in sorted({b[0] for b in batches})])
+    new_events, new_telemetry = _store(session, list(event_rows.values()), list(telemetry_rows.values()),
+                                       sorted({b[0] for b in batches}), now)
     results = []
     for (device_id, batch, images), (mine_events, mine_telemetry) in zip(batches, owners, strict=True):
         stored = [key for key in mine_events if key in new_events]

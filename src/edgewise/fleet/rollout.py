@@ -191,12 +191,12 @@ def _assign_batch(session: Session, deployment: Deployment, digest: str, batch: 
                                 previous_deployment_id=bindparam("previous_deployment_id"),
                                 assigned_at=bindparam("assigned_at"), finished_at=bindparam("finished_at")),
                         targets)
-    if assigned:
+    if history:
+        session.execute(insert(DeploymentHistory.__table__), history)
+    if assigned:  # last: from here to the commit, device requests of these devices wait on their rows
         session.execute(update(Device.__table__).where(Device.id == bindparam("d_id"))
                         .values(desired_digest=digest, desired_deployment_id=deployment.id,
                                 desired_revision=Device.desired_revision + 1), assigned)
-    if history:
-        session.execute(insert(DeploymentHistory.__table__), history)
     # The statements above bypass the ORM: objects this transaction already holds must reload.
     _expire_loaded(session, DeploymentTarget, [t["t_id"] for t in targets])
     _expire_loaded(session, Device, [a["d_id"] for a in assigned])
