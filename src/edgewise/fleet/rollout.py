@@ -13,12 +13,13 @@ import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, func, insert, inspect, select, update
+from sqlalchemy import Table, bindparam, func, insert, inspect, select, update
 from sqlalchemy.orm import Session
 
 from edgewise.core.errors import ConfigError
+from edgewise.fleet.db.ids import dialect_of, ids_match
 from edgewise.fleet.db.models import Bundle, Deployment, DeploymentHistory, DeploymentTarget, Device
 from edgewise.fleet.errors import Conflict, NotFound
 from edgewise.fleet.quality_gate import Verdict, judge, pool
@@ -193,10 +194,14 @@ def _assign_batch(session: Session, deployment: Deployment, digest: str, batch: 
                         targets)
     if history:
         session.execute(insert(DeploymentHistory.__table__), history)
-    if assigned:  # last: from here to the commit, device requests of these devices wait on their rows
-        session.execute(update(Device.__table__).where(Device.id == bindparam("d_id"))
+    if assigned:
+        # Last, and one statement for the whole batch: from here to the commit, requests of these
+        # devices wait on their rows (on PostgreSQL; on SQLite every request waits on the writer).
+        devices = cast(Table, Device.__table__)
+        session.execute(update(devices).where(ids_match(devices.c.id, dialect_of(session)))
                         .values(desired_digest=digest, desired_deployment_id=deployment.id,
-                                desired_revision=Device.desired_revision + 1), assigned)
+                                desired_revision=devices.c.desired_revision + 1),
+                        {"ids": sorted(a["d_id"] for a in assigned)})
     # The statements above bypass the ORM: objects this transaction already holds must reload.
     _expire_loaded(session, DeploymentTarget, [t["t_id"] for t in targets])
     _expire_loaded(session, Device, [a["d_id"] for a in assigned])
