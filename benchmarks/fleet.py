@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/fleet.py                       # N = 100 and 1000, SQLite and PostgreSQL
     .venv/bin/python benchmarks/fleet.py --devices 100 --db sqlite --duration 20
+    .venv/bin/python benchmarks/fleet.py --devices 1000 --single-process   # what the device process buys
 
 Each device heartbeats (PUT state) every 10 s, produces 1 event/s sent in batches every 5 s
 (the agent's default sync interval), and long-polls its desired state. Devices connect over a
@@ -11,12 +12,14 @@ second, slower while it is busy) and times until the last device reports it inst
 within the window). p50/p99 are over every heartbeat and ingest request of the measured window,
 the rollout included.
 
-The server runs in its own process (one uvicorn worker); the "ceiling" row is a minimal FastAPI
-endpoint under the same request pattern, the best the stack could do. "server CPU ms/request" is
-the server process's CPU time over the measured window (all threads, long polls and the rollout
-included) divided by its heartbeat and ingest requests (Linux only). The simulated devices use
-a minimal HTTP client (`edgewise.fleet.light_http`) so that the load generator, which shares
-the machine's cores with the server, costs a fifth of what httpx would.
+The server runs as `edgewise server` does (one uvicorn worker and its device process;
+`--single-process` adds rows with both in one process); the "ceiling" row is a minimal FastAPI
+endpoint under the same request pattern, the best the stack could do, and "p99 / ceiling's" is
+each row's p99 as a multiple of the ceiling's at the same N. "server CPU ms/request" is the
+CPU time of the server and its device process over the measured window (all threads, long polls
+and the rollout included) divided by its heartbeat and ingest requests (Linux only). The
+simulated devices use a minimal HTTP client (`edgewise.fleet.light_http`) so that the load
+generator, which shares the machine's cores with the server, costs a fifth of what httpx would.
 """
 
 from __future__ import annotations
@@ -42,10 +45,10 @@ from edgewise.core.bundle import create_bundle, sign_bundle  # noqa: E402
 from edgewise.core.manifest import InputSpec, Manifest, Variant  # noqa: E402
 from edgewise.core.signing import PrivateKey  # noqa: E402
 from edgewise.core.wire import API_PREFIX  # noqa: E402
-from edgewise.fleet.app import tune_gc  # noqa: E402
 from edgewise.fleet.auth import create_operator_token  # noqa: E402
 from edgewise.fleet.db import open_database  # noqa: E402
 from edgewise.fleet.enrollment import create_enrollment_token  # noqa: E402
+from edgewise.fleet.gc_tuning import tune_gc  # noqa: E402
 from edgewise.fleet.light_http import Connection, TransportError  # noqa: E402
 from edgewise.fleet.simulator import SimulationConfig, SimulationStats, close_all, enroll_all  # noqa: E402
 
@@ -76,19 +79,32 @@ class Row:
 
 
 class ServerCpu:
-    """The server process's CPU time over the measured window (Linux: /proc; elsewhere, none)."""
+    """CPU time of the server process and its children (the device process) over the measured
+    window (Linux: /proc; elsewhere, none)."""
 
     def __init__(self, pid: int) -> None:
-        self.stat = Path(f"/proc/{pid}/stat")
+        self.pid = pid
         self.started: float | None = None
         self.used_s: float | None = None
 
-    def _now(self) -> float | None:
-        try:  # utime and stime, in clock ticks; the command name before them may hold spaces
-            fields = self.stat.read_text().rsplit(")", 1)[1].split()
+    @staticmethod
+    def _stat(pid: int | str) -> list[str] | None:
+        try:  # the command name, in parentheses, may hold spaces: split after it
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def _now(self) -> float | None:
+        own = self._stat(self.pid)
+        if own is None:
+            return None
+        ticks = int(own[11]) + int(own[12])  # utime and stime, in clock ticks
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and entry.name != str(self.pid):
+                fields = self._stat(entry.name)
+                if fields is not None and fields[1] == str(self.pid):  # a child of the server
+                    ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def start(self) -> None:
         self.started = self._now()
@@ -204,7 +220,8 @@ async def drive_ceiling(url: str, devices: int, duration_s: float, cpu: ServerCp
     return stats
 
 
-def run_fleet(db_kind: str, devices: int, duration_s: float, workdir: Path, pg_url: str | None) -> Row:
+def run_fleet(db_kind: str, devices: int, duration_s: float, workdir: Path, pg_url: str | None,
+              single_process: bool = False) -> Row:
     key = PrivateKey.generate()
     (workdir / "key.pub").write_text(key.public.b64)
     store, ref = make_bundle(workdir, key)
@@ -215,7 +232,8 @@ def run_fleet(db_kind: str, devices: int, duration_s: float, workdir: Path, pg_u
     database.dispose()
     port = free_port()
     server = start_process([sys.executable, "-m", "edgewise", "server", "--db", db_url, "--store", str(store),
-                            "--port", str(port), "--trust", str(workdir / "key.pub"), "--log-level", "warning"], port)
+                            "--port", str(port), "--trust", str(workdir / "key.pub"), "--log-level", "warning",
+                            *(["--single-process"] if single_process else [])], port)
     try:
         config = SimulationConfig(server=f"http://127.0.0.1:{port}", devices=devices, enroll_token=enroll,
                                   duration_s=WARM_UP_S + duration_s, event_rate=1.0, heartbeat_s=10.0,
@@ -226,7 +244,8 @@ def run_fleet(db_kind: str, devices: int, duration_s: float, workdir: Path, pg_u
         server.terminate()
         server.wait(30)
     kinds = ("state", "ingest")
-    return Row(f"edgewise ({db_kind})", devices, stats.events_acked / duration_s, stats.percentile(50, kinds),
+    label = f"{db_kind}, --single-process" if single_process else db_kind
+    return Row(f"edgewise ({label})", devices, stats.events_acked / duration_s, stats.percentile(50, kinds),
                stats.percentile(99, kinds), rollout_s, stats.errors, cpu.per_request_ms(stats, kinds))
 
 
@@ -254,6 +273,9 @@ def main() -> None:
     parser.add_argument("--db", nargs="*", default=["sqlite", "postgresql"], choices=["sqlite", "postgresql"])
     parser.add_argument("--duration", type=float, default=45.0, help="seconds of load per configuration")
     parser.add_argument("--no-ceiling", action="store_true")
+    parser.add_argument("--single-process", action="store_true",
+                        help="also run each configuration with `edgewise server --single-process` (device work in "
+                             "the server's own process, one GIL), to show what the device process buys")
     args = parser.parse_args()
     rows: list[Row] = []
     postgres = start_postgres() if "postgresql" in args.db else None
@@ -268,17 +290,32 @@ def main() -> None:
                     pg_url = create_database(postgres, f"bench_{devices}_{int(time.time())}") if postgres else None
                     rows.append(run_fleet(db_kind, devices, args.duration, Path(tmp), pg_url))
                     print(rows[-1], flush=True)
+                if args.single_process:
+                    with tempfile.TemporaryDirectory() as tmp:
+                        pg_url = create_database(postgres, f"bench_{devices}_single_{int(time.time())}") \
+                            if postgres and db_kind == "postgresql" else None
+                        rows.append(run_fleet(db_kind, devices, args.duration, Path(tmp), pg_url, single_process=True))
+                        print(rows[-1], flush=True)
     finally:
         if postgres is not None:
             postgres.stop()
     print()
-    print("| server | devices | events/s | p50 ms | p99 ms | rollout to all (s) | errors | server CPU ms/request |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print_table(rows)
+
+
+def print_table(rows: list[Row]) -> None:
+    """The rows as Markdown; p99 also as a multiple of the ceiling's at the same N, where it ran."""
+    ceilings = {row.devices: row.p99_ms for row in rows if row.target.endswith("(ceiling)")}
+    print("| server | devices | events/s | p50 ms | p99 ms | p99 / ceiling's | rollout to all (s) | errors "
+          "| server CPU ms/request |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         rollout = "-" if row.rollout_s is None else f"{row.rollout_s:.1f}"
         cpu = "-" if row.server_cpu_ms is None else f"{row.server_cpu_ms:.2f}"
+        ceiling = ceilings.get(row.devices)
+        ratio = f"{row.p99_ms / ceiling:.1f}x" if ceiling else "-"
         print(f"| {row.target} | {row.devices} | {row.events_per_s:.0f} | {row.p50_ms:.1f} | {row.p99_ms:.1f} | "
-              f"{rollout} | {row.errors} | {cpu} |")
+              f"{ratio} | {rollout} | {row.errors} | {cpu} |")
 
 
 if __name__ == "__main__":

@@ -126,7 +126,7 @@ def start_server(settings: ServerSettings) -> RunningServer:
 
 
 def make_settings(db_url: str, tmp_path: Path, publisher_key: PrivateKey | None, **overrides: Any) -> ServerSettings:
-    values: dict[str, Any] = {"tick_s": 0.2, **overrides}
+    values: dict[str, Any] = {"tick_s": 0.2, "device_process": False, **overrides}
     return ServerSettings(
         db_url=db_url, store_url=str(tmp_path / "store"), cache_dir=tmp_path / "cache", port=free_port(),
         trusted_keys=[publisher_key.public.b64] if publisher_key else [], **values,
@@ -135,7 +135,8 @@ def make_settings(db_url: str, tmp_path: Path, publisher_key: PrivateKey | None,
 
 @pytest.fixture
 def fleet(db_url: str, tmp_path: Path, publisher_key: PrivateKey) -> Iterator[RunningServer]:
-    running = start_server(make_settings(db_url, tmp_path, publisher_key))
+    """The server as `edgewise server` runs it: device requests in a device process."""
+    running = start_server(make_settings(db_url, tmp_path, publisher_key, device_process=True))
     yield running
     running.stop()
 

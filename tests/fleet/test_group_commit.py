@@ -20,8 +20,9 @@ from edgewise.core.wire import AgentConfig, EnrollRequest, EventIn, IngestBatch,
 from edgewise.fleet.auth import DeviceAuthenticator, SignedRequest
 from edgewise.fleet.db import Database, open_database
 from edgewise.fleet.db.models import Bundle, Device, Event, Telemetry
+from edgewise.fleet.device_requests import InProcessDeviceRequests
 from edgewise.fleet.enrollment import create_enrollment_token, enroll
-from edgewise.fleet.group_commit import GroupCommit, _Job
+from edgewise.fleet.group_commit import GroupCommit, Job, Outcome
 from edgewise.fleet.ingest import decode_images, store_batches
 from edgewise.fleet.notify import Notifier
 from edgewise.fleet.twin import apply_reports, read_desired_many
@@ -48,20 +49,32 @@ def signed(device_id: str, key: PrivateKey, body: bytes = b"{}") -> SignedReques
     return SignedRequest(device_id, "PUT", path, headers, body)
 
 
+def answered_on(loop: asyncio.AbstractEventLoop, futures: dict[int, asyncio.Future[Any]]) -> Any:
+    """A `deliver` that answers the futures of these tickets on `loop`."""
+
+    def settle(outcomes: list[Outcome]) -> None:
+        for outcome in outcomes:
+            future = futures[outcome.job.ticket]
+            if outcome.error is not None:
+                future.set_exception(outcome.error)
+            else:
+                future.set_result(outcome.result)
+
+    return lambda outcomes, _finished, _written: loop.call_soon_threadsafe(settle, outcomes)
+
+
 def run_batch(commit: GroupCommit, requests: list[tuple[str, Any, SignedRequest | None]]) -> list[Any]:
-    """Submit all requests before the committing thread starts, so they form one batch."""
+    """Queue all requests before the group commit's threads start, so they form one batch."""
 
     async def go() -> list[Any]:
         loop = asyncio.get_running_loop()
-        commit._loop = loop
-        futures = []
-        for kind, payload, request in requests:
-            future = loop.create_future()
-            commit._queue.put(_Job(kind, payload, request, future))
-            futures.append(future)
-        commit.start(loop)
+        futures = {ticket: loop.create_future() for ticket in range(len(requests))}
+        commit.deliver = answered_on(loop, futures)
+        for ticket, (kind, payload, request) in enumerate(requests):
+            commit.put(Job(kind, payload, request, ticket))
+        commit.start()
         try:
-            return await asyncio.gather(*futures, return_exceptions=True)
+            return await asyncio.gather(*futures.values(), return_exceptions=True)
         finally:
             await asyncio.to_thread(commit.stop)
 
@@ -239,13 +252,13 @@ def test_requests_queued_behind_a_stop_are_refused_not_left_hanging(db: Database
 
     async def go() -> list[Any]:
         loop = asyncio.get_running_loop()
-        commit._loop = loop
-        before, behind = loop.create_future(), loop.create_future()
-        commit._queue.put(_Job("echo", "before", signed(device_id, key), before))
+        futures = {0: loop.create_future(), 1: loop.create_future()}
+        commit.deliver = answered_on(loop, futures)
+        commit.put(Job("echo", "before", signed(device_id, key), 0))
         commit._queue.put(None)  # the stop signal
-        commit._queue.put(_Job("echo", "behind", signed(device_id, key), behind))
-        commit.start(loop)
-        results = await asyncio.wait_for(asyncio.gather(before, behind, return_exceptions=True), 10)
+        commit.put(Job("echo", "behind", signed(device_id, key), 1))
+        commit.start()
+        results = await asyncio.wait_for(asyncio.gather(*futures.values(), return_exceptions=True), 10)
         await asyncio.to_thread(commit.stop)
         return results
 
@@ -267,11 +280,10 @@ def test_reads_are_answered_while_a_write_holds_the_writer(db: Database) -> None
     def write(_session: Any, items: list[tuple[Any, Any]]) -> list[Any]:
         return [("written", payload) for _, payload in items]
 
-    commit = GroupCommit(db, DeviceAuthenticator(db), {"write": write}, readers={"read": read})
+    commit = InProcessDeviceRequests(GroupCommit(db, DeviceAuthenticator(db), {"write": write}, readers={"read": read}))
 
     async def go() -> tuple[list[Any], Any]:
-        loop = asyncio.get_running_loop()
-        commit.start(loop)
+        await commit.start(asyncio.get_running_loop())
         try:
             with db.session() as holder:  # the writer is taken (SQLite), the device's row locked (PostgreSQL)
                 holder.execute(select(Device.id).where(Device.id == device_id).with_for_update())
@@ -283,7 +295,7 @@ def test_reads_are_answered_while_a_write_holds_the_writer(db: Database) -> None
                 assert not writing.done()  # still waiting for the writer
             return reads, await asyncio.wait_for(writing, 10)
         finally:
-            await asyncio.to_thread(commit.stop)
+            await commit.stop()
 
     reads, written = asyncio.run(go())
     assert reads[0] == ("read", device_id, "a")

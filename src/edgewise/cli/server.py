@@ -41,6 +41,9 @@ def serve(
     mqtt_topic: str = typer.Option("edgewise", "--mqtt-topic", help="topic prefix"),
     wake_rate: float = typer.Option(100.0, "--wake-rate", min=0.1,
                                     help="most devices per second a rollout tells (slower while the server is busy)"),
+    single_process: bool = typer.Option(False, "--single-process",
+                                        help="work device requests in the server's own process, not a second one "
+                                             "(one core; for debugging, or where a process cannot be started)"),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Run the server (unless a subcommand is given)."""
@@ -52,7 +55,7 @@ def serve(
     settings = ServerSettings(
         db_url=_db_url(db), store_url=store or default_store_url(), host=host, port=port, tls_cert=tls_cert,
         tls_key=tls_key, trusted_keys=list(trust), offline_after_s=offline_after, retention_days=retention_days,
-        wake_rate_per_s=wake_rate,
+        wake_rate_per_s=wake_rate, device_process=not single_process,
         forwarding=ForwardingSettings(webhook_url=webhook_url, webhook_secret=webhook_secret, mqtt_url=mqtt_url,
                                       mqtt_topic_prefix=mqtt_topic),
     )

@@ -31,6 +31,10 @@ class EdgewiseError(Exception):
         self.message = message
         self.fix = fix if fix is not None else self.default_fix
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Pickled with its fix, not just its message (the fleet server's device process sends errors back).
+        return (self.__class__, (self.message, self.fix))
+
     def __str__(self) -> str:
         if self.fix:
             return f"{self.message} (fix: {self.fix})"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
+import os
 from collections.abc import AsyncIterator
 
 from anyio import to_thread
 from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import edgewise
@@ -21,17 +21,15 @@ from edgewise.fleet.auth import DeviceAuthenticator
 from edgewise.fleet.bundles import BundleCatalog, BundleStore, add_trusted_key
 from edgewise.fleet.context import ServerContext
 from edgewise.fleet.db import Database, open_database
+from edgewise.fleet.device_requests import DeviceRequests, InProcessDeviceRequests, build_group_commit
 from edgewise.fleet.errors import error_response, install_error_handlers
 from edgewise.fleet.forwarding import Forwarder
-from edgewise.fleet.group_commit import GroupCommit
+from edgewise.fleet.gc_tuning import tune_gc
 from edgewise.fleet.housekeeping import Housekeeper
 from edgewise.fleet.notify import Notifier
-from edgewise.fleet.rollout import defer_evaluation, evaluate_deferred
 from edgewise.fleet.settings import ServerSettings
-from edgewise.fleet.twin import lock_devices
 
 log = logging.getLogger("edgewise.fleet")
-FULL_GC_EVERY = 500  # middle-generation collections between full ones (Python's default: 10)
 
 
 def build_context(settings: ServerSettings, store: BundleStore | None = None, db: Database | None = None
@@ -40,17 +38,26 @@ def build_context(settings: ServerSettings, store: BundleStore | None = None, db
     for key in settings.trusted_keys:
         add_trusted_key(db, load_public_key(key))
     devices = DeviceAuthenticator(db)
-    writers, readers, prepare = device.device_handlers(settings)
-    group_commit = GroupCommit(db, devices, writers, prepare, begin=defer_evaluation, finish=evaluate_deferred,
-                               readers=readers, lock=lock_devices)
+    requests = _device_requests(settings, db, devices)
     ctx = ServerContext(
         settings=settings, db=db, catalog=BundleCatalog(db, settings.store_url, store, settings.cache_dir),
-        devices=devices, notifier=Notifier(settings.wake_rate_per_s, group_commit.latency),
+        devices=devices, notifier=Notifier(settings.wake_rate_per_s, requests.latency),
         forwarder=Forwarder(settings.forwarding),
-        group_commit=group_commit,
+        device_requests=requests,
     )
-    group_commit.after = ctx.announce  # rollout changes from the batch's deferred evaluations
+    requests.after = ctx.announce  # rollout changes from the batch's deferred evaluations
     return ctx
+
+
+def _device_requests(settings: ServerSettings, db: Database, devices: DeviceAuthenticator) -> DeviceRequests:
+    """Device requests in a process of their own (the default), or in this one: with
+    `device_process=False`, for an in-memory SQLite database, which no other process can open, and
+    off POSIX (the process is handed its socket by file descriptor)."""
+    if settings.device_process and not db.in_memory and os.name == "posix":
+        from edgewise.fleet.device_process import DeviceProcess
+
+        return DeviceProcess(settings)
+    return InProcessDeviceRequests(build_group_commit(db, devices, settings))
 
 
 async def _housekeeping_loop(housekeeper: Housekeeper, period_s: float) -> None:
@@ -69,7 +76,7 @@ def create_app(settings: ServerSettings, store: BundleStore | None = None) -> Fa
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         tune_gc()
         ctx.notifier.bind(asyncio.get_running_loop())
-        ctx.group_commit.start(asyncio.get_running_loop())
+        await ctx.device_requests.start(asyncio.get_running_loop())
         ctx.forwarder.start()
         task = asyncio.create_task(_housekeeping_loop(Housekeeper(ctx), settings.tick_s))
         try:
@@ -78,7 +85,7 @@ def create_app(settings: ServerSettings, store: BundleStore | None = None) -> Fa
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            ctx.group_commit.stop()
+            await ctx.device_requests.stop()
             ctx.forwarder.stop()
             ctx.db.dispose()
 
@@ -96,30 +103,19 @@ def create_app(settings: ServerSettings, store: BundleStore | None = None) -> Fa
     app.add_middleware(LimitBodySize, max_bytes=settings.max_body_bytes)
 
     @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
-        return {"status": "ok", "version": edgewise.__version__}
+    def healthz() -> Response:
+        # Not ready while device requests cannot be served (the device process restarting): a load
+        # balancer's readiness probe then sends devices elsewhere.
+        if not ctx.device_requests.running:
+            return JSONResponse({"status": "unavailable", "reason": "device request work is starting",
+                                 "version": edgewise.__version__}, status_code=503)
+        return JSONResponse({"status": "ok", "version": edgewise.__version__})
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
         return RedirectResponse("/ui/")
 
     return app
-
-
-def tune_gc() -> None:
-    """Keep full garbage collections from stalling every request for a tenth of a second.
-
-    Each open long poll holds a few hundred objects for tens of seconds, so a thousand devices
-    keep some 200,000 objects alive, and Python's default thresholds ran a full collection (which
-    scans them all: 150 ms on a small CPU) every few seconds, finding almost nothing: request
-    garbage dies by reference counting, and young cycles die in the cheap young collections, which
-    still run as usual. The heap built at startup (modules, the app, metadata) is frozen out of
-    collections altogether.
-    """
-    gc.collect()
-    gc.freeze()
-    young, middle, _full = gc.get_threshold()
-    gc.set_threshold(young, middle, FULL_GC_EVERY)
 
 
 class LimitBodySize:

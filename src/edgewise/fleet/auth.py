@@ -13,10 +13,9 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from anyio import to_thread
-from fastapi import Request
 from sqlalchemy import Connection, Select, Table, select
 from sqlalchemy.orm import Session
 
@@ -28,6 +27,9 @@ from edgewise.fleet.db import Database
 from edgewise.fleet.db.ids import dialect_of, ids_match
 from edgewise.fleet.db.models import Device, OperatorToken
 from edgewise.fleet.errors import Forbidden
+
+if TYPE_CHECKING:  # the device process imports this module, and needs no web framework
+    from fastapi import Request
 
 _DEVICES = cast(Table, Device.__table__)
 

@@ -10,8 +10,8 @@ from fastapi import Request
 from edgewise.fleet.auth import DeviceAuthenticator
 from edgewise.fleet.bundles import BundleCatalog
 from edgewise.fleet.db import Database
+from edgewise.fleet.device_requests import DeviceRequests
 from edgewise.fleet.forwarding import Forwarder
-from edgewise.fleet.group_commit import GroupCommit
 from edgewise.fleet.notify import Notifier
 from edgewise.fleet.rollout import Changes
 from edgewise.fleet.settings import ServerSettings
@@ -25,7 +25,7 @@ class ServerContext:
     devices: DeviceAuthenticator
     notifier: Notifier
     forwarder: Forwarder
-    group_commit: GroupCommit
+    device_requests: DeviceRequests
     metrics: Any = None
 
     def announce(self, changes: Changes) -> None:

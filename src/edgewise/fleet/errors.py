@@ -84,8 +84,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(status, code, str(detail))
 
     async def on_unexpected(_request: Request, error: Exception) -> JSONResponse:
-        return error_response(500, "internal", f"unexpected server error: {type(error).__name__}",
-                              "report it with the server log")
+        kind = getattr(error, "kind", None) or type(error).__name__  # a DeviceWorkError names the original
+        return error_response(500, "internal", f"unexpected server error: {kind}", "report it with the server log")
 
     app.add_exception_handler(EdgewiseError, on_edgewise)
     app.add_exception_handler(RequestValidationError, on_validation)

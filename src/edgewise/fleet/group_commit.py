@@ -20,18 +20,21 @@ a moment earlier.
 
 A batch that fails as a whole is rolled back and run again one request per transaction, so one bad
 request fails alone and never takes its neighbours with it.
+
+The engine knows nothing of the event loop that asked: each job carries a `ticket`, and `deliver`
+gets every batch's outcomes back from the worker threads. `edgewise.fleet.device_requests` hands
+them to waiting requests in the same process; `edgewise.fleet.device_process` runs the engine in a
+process of its own and sends them back over a socket.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -46,29 +49,30 @@ from edgewise.fleet.db.models import Device
 log = logging.getLogger("edgewise.fleet")
 
 MAX_BATCH = 256
-LATENCY_WEIGHT = 0.05  # `latency()` averages written requests, each weighing this much (about the last 20)
-LATENCY_MEMORY_S = 0.5  # and forgets them when none was answered for this long
 # handler(session, [(device, payload), ...]) -> one result per request, in the same order
 Handler = Callable[[Session, list[tuple[AuthedDevice | None, Any]]], list[Any]]
 
 
 @dataclass
-class _Job:
+class Job:
     kind: str
     payload: Any
     signed: SignedRequest | None  # None: for a device already authenticated (a long poll's recheck)
-    future: asyncio.Future[Any]
-    queued_at: float = field(default_factory=time.monotonic)
+    ticket: Any  # how its answer finds the request that waits for it (see `deliver`)
 
 
 @dataclass
-class _Outcome:
-    job: _Job
+class Outcome:
+    job: Job
     result: Any = None
     error: BaseException | None = None
 
 
-_Checked = tuple[_Outcome, AuthedDevice | None]  # a request that passed its checks, and its device
+# deliver(outcomes, finished, written): a batch's answers, from a worker thread; `finished` is what
+# `finish` returned for each committed transaction; `written` tells writes (answered after their
+# commit) from reads and refusals.
+Deliver = Callable[[list[Outcome], list[Any], bool], None]
+_Checked = tuple[Outcome, AuthedDevice | None]  # a request that passed its checks, and its device
 
 
 def lock_devices(session: Session, device_ids: list[str]) -> None:
@@ -86,15 +90,15 @@ class GroupCommit:
     def __init__(self, db: Database, devices: DeviceAuthenticator, handlers: dict[str, Handler],
                  prepare: dict[str, Callable[[Any], Any]] | None = None, max_batch: int = MAX_BATCH,
                  begin: Callable[[Session], None] | None = None, finish: Callable[[Session], Any] | None = None,
-                 after: Callable[[Any], None] | None = None, readers: dict[str, Handler] | None = None,
-                 lock: Callable[[Session, list[str]], None] | None = None) -> None:
+                 readers: dict[str, Handler] | None = None,
+                 lock: Callable[[Session, list[str]], None] | None = None, deliver: Deliver | None = None) -> None:
         """`handlers[kind]` write, in the group transaction; `readers[kind]` only read, in the
         checking thread's read-only transaction.
         `prepare[kind](payload)` runs before any database work and may raise an EdgewiseError to
         refuse that request alone (a corrupt snapshot); what it returns is the handler's payload.
         `begin(session)` and `finish(session)` open and close each group transaction (work that
-        should run once per batch, not once per request); `after(finished)` gets what `finish`
-        returned, on the event loop, after the commit. `lock(session, device_ids)` locks the rows of
+        should run once per batch, not once per request); what `finish` returns goes to `deliver`
+        with the batch's outcomes, after the commit. `lock(session, device_ids)` locks the rows of
         a batch's devices first, on PostgreSQL (default: `lock_devices`)."""
         self.db = db
         self.devices = devices
@@ -102,18 +106,20 @@ class GroupCommit:
         self.readers = readers or {}
         self.prepare = prepare or {}
         self.max_batch = max_batch
-        self.begin, self.finish, self.after = begin, finish, after
+        self.begin, self.finish = begin, finish
         self.lock = lock or lock_devices
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.deliver = deliver
+        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._writes: queue.SimpleQueue[list[_Checked] | None] = queue.SimpleQueue()
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._threads: list[threading.Thread] = []
         self.batches = 0
         self.requests = 0
-        self._latency = (0.0, 0.0)  # (moving average of written requests' seconds, when last answered)
 
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    @property
+    def running(self) -> bool:
+        return bool(self._threads)
+
+    def start(self) -> None:
         self._threads = [threading.Thread(target=self._check_loop, name="edgewise-device-check", daemon=True),
                          threading.Thread(target=self._commit_loop, name="edgewise-group-commit", daemon=True)]
         for thread in self._threads:
@@ -126,21 +132,12 @@ class GroupCommit:
                 thread.join(30)
             self._threads = []
 
-    async def submit(self, kind: str, payload: Any, signed: SignedRequest | None = None) -> Any:
-        """Handle one request of `kind` in the next batch; its result, after the commit.
+    def put(self, job: Job) -> None:
+        """Queue `job` for the next batch (from any thread); its outcome goes to `deliver`.
 
-        `signed` is verified first; the handler then sees the device it proved to be (or None).
+        `job.signed` is verified first; the handler then sees the device it proved to be (or None).
         """
-        if not self._threads or self._loop is None:
-            raise ServiceUnavailable("the server is starting or stopping", "retry in a moment")
-        future: asyncio.Future[Any] = self._loop.create_future()
-        self._queue.put(_Job(kind, payload, signed, future))
-        return await future
-
-    def latency(self) -> float:
-        """How long written requests take lately, queueing included: a moving average (0 when idle)."""
-        average, at = self._latency
-        return average if time.monotonic() - at < LATENCY_MEMORY_S else 0.0
+        self._queue.put(job)
 
     # --- the checking thread -------------------------------------------------------------------
 
@@ -152,7 +149,7 @@ class GroupCommit:
                     writes = self._check(jobs)
                 except Exception as error:  # a bug here must fail this batch, never the thread every request waits on
                     log.exception("checking device requests failed")
-                    self._hand_back([_Outcome(job, error=error) for job in jobs], [])
+                    self._hand_back([Outcome(job, error=error) for job in jobs], [])
                     writes = []
                 self.batches, self.requests = self.batches + 1, self.requests + len(jobs)
                 if writes:
@@ -162,10 +159,10 @@ class GroupCommit:
         self._writes.put(None)
         self._refuse_leftovers()
 
-    def _check(self, jobs: list[_Job]) -> list[_Checked]:
+    def _check(self, jobs: list[Job]) -> list[_Checked]:
         """Prepare and authenticate `jobs`, answer the failed and the read-only ones; the rest, to write."""
-        outcomes = [_Outcome(job) for job in jobs]
-        ready: list[_Outcome] = []
+        outcomes = [Outcome(job) for job in jobs]
+        ready: list[Outcome] = []
         for outcome in outcomes:
             prepare = self.prepare.get(outcome.job.kind)
             try:
@@ -187,7 +184,7 @@ class GroupCommit:
         self._hand_back([o for o in outcomes if o.error is not None or o.job.kind in self.readers], [])
         return writes
 
-    def _authenticate(self, session: Session, batch: list[_Outcome]) -> list[_Checked]:
+    def _authenticate(self, session: Session, batch: list[Outcome]) -> list[_Checked]:
         """The requests whose signature verifies (or that carry none), with their devices."""
         found = self.devices.lookup_many(session, [o.job.signed.device_id for o in batch if o.job.signed])
         passed: list[_Checked] = []
@@ -269,46 +266,26 @@ class GroupCommit:
                 one[0].result, one[0].error = None, None
                 self._commit([one], finished)
 
-    # --- back on the event loop ----------------------------------------------------------------
+    # --- answers ---------------------------------------------------------------------------------
 
-    def _hand_back(self, outcomes: list[_Outcome], finished: list[Any], timed: bool = False) -> None:
-        loop = self._loop
-        if (outcomes or finished) and loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._settle, outcomes, finished, timed)
+    def _hand_back(self, outcomes: list[Outcome], finished: list[Any], timed: bool = False) -> None:
+        if (outcomes or finished) and self.deliver is not None:
+            try:
+                self.deliver(outcomes, finished, timed)
+            except Exception:  # whoever waits is gone (the server stopping): the worker threads live on
+                log.exception("handing back device request outcomes failed")
 
     def _refuse_leftovers(self) -> None:
         """Requests still queued when the server stops are answered 503, not left hanging."""
         leftovers, _ = _take(self._queue, None, block=False)
-        self._hand_back([_Outcome(job, error=ServiceUnavailable("the server is stopping", "retry in a moment"))
+        self._hand_back([Outcome(job, error=ServiceUnavailable("the server is stopping", "retry in a moment"))
                          for job in leftovers], [])
 
-    def _settle(self, outcomes: list[_Outcome], finished: list[Any], timed: bool = False) -> None:
-        """On the event loop: answer every request of the batch (after the commit, for writes)."""
-        for result in finished:
-            if self.after is not None:
-                self.after(result)
-        if timed and outcomes:
-            now = time.monotonic()
-            average, at = self._latency
-            if now - at >= LATENCY_MEMORY_S:
-                average = 0.0
-            for outcome in outcomes:
-                average += LATENCY_WEIGHT * (now - outcome.job.queued_at - average)
-            self._latency = (average, now)
-        for outcome in outcomes:
-            future = outcome.job.future
-            if future.done():  # the client went away and the request was cancelled
-                continue
-            if outcome.error is not None:
-                future.set_exception(outcome.error)
-            else:
-                future.set_result(outcome.result)
 
-
-def _take(jobs: queue.SimpleQueue[_Job | None], limit: int | None, block: bool = True
-          ) -> tuple[list[_Job], bool]:
+def _take(jobs: queue.SimpleQueue[Job | None], limit: int | None, block: bool = True
+          ) -> tuple[list[Job], bool]:
     """Up to `limit` queued jobs (waiting for the first if `block`); and whether a stop came."""
-    taken: list[_Job] = []
+    taken: list[Job] = []
     while limit is None or len(taken) < limit:
         try:
             job = jobs.get() if block and not taken else jobs.get_nowait()

@@ -47,6 +47,9 @@ class ServerSettings(StrictSettings):
                                    "told at most this fast, slower while the server is busy, so a rollout does "
                                    "not stampede it")
     retention_days: float = Field(default=30.0, gt=0, description="events and telemetry older than this are deleted")
+    device_process: bool = Field(default=True, description="work device requests (signatures, heartbeats, "
+                                  "ingest, long-poll reads) in a second process beside the HTTP server, so each has "
+                                  "a core and a GIL of its own")
     tick_s: float = Field(default=1.0, gt=0, description="how often rollouts, offline checks and retention run")
     forwarding: ForwardingSettings = Field(default_factory=lambda: ForwardingSettings())
     max_body_bytes: int = Field(default=8 << 20, description="largest request body accepted (ingest with snapshots)")

@@ -9,14 +9,10 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
-from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import FileResponse
-from sqlalchemy.orm import Session
 
-from edgewise.core.errors import AuthError
 from edgewise.core.wire import (
     DesiredState,
     EnrollRequest,
@@ -28,11 +24,9 @@ from edgewise.core.wire import (
 )
 from edgewise.fleet.auth import AuthedDevice, SignedRequest
 from edgewise.fleet.context import context_of
+from edgewise.fleet.device_requests import DESIRED, DESIRED_RECHECK, INGEST, STATE
 from edgewise.fleet.enrollment import enroll
-from edgewise.fleet.group_commit import Handler
-from edgewise.fleet.ingest import decode_images, store_batches
-from edgewise.fleet.settings import ServerSettings
-from edgewise.fleet.twin import ReportOutcome, apply_reports, read_desired_many
+from edgewise.fleet.twin import ReportOutcome
 
 ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 422, 503)}
 router = APIRouter(tags=["device"], responses=ERRORS)  # type: ignore[arg-type]
@@ -95,7 +89,7 @@ async def get_desired(
     deadline = time.monotonic() + min(wait, ctx.settings.long_poll_max_s) * random.uniform(0.75, 1.0)  # noqa: S311
     changed = ctx.notifier.waiter(signed.device_id)  # registered before reading, so no change slips between
     try:
-        state, revision = await ctx.group_commit.submit(DESIRED, seen, signed)
+        state, revision = await ctx.device_requests.submit(DESIRED, seen, signed)
         while state is None or ctx.notifier.is_pending(signed.device_id):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -108,7 +102,7 @@ async def get_desired(
                     continue  # the poll ends, or a change already read waits for its turn to be told
                 # otherwise re-read: another server replica may have changed it
             changed.clear()
-            state, revision = await ctx.group_commit.submit(DESIRED_RECHECK, (signed.device_id, seen))
+            state, revision = await ctx.device_requests.submit(DESIRED_RECHECK, (signed.device_id, seen))
         if state is None:
             return Response(status_code=304, headers={"ETag": f'"{revision}"'})
         return _desired_response(state)
@@ -120,7 +114,7 @@ async def get_desired(
 async def put_state(body: ReportedState, request: Request,
                     signed: SignedRequest = Depends(signed_request)) -> Response:
     ctx = context_of(request)
-    outcome: ReportOutcome = await ctx.group_commit.submit(STATE, body, signed)
+    outcome: ReportOutcome = await ctx.device_requests.submit(STATE, body, signed)
     ctx.announce(outcome.rollout)
     if outcome.status_change is not None:
         ctx.forwarder.emit("device.status", outcome.status_change)
@@ -132,46 +126,13 @@ async def put_state(body: ReportedState, request: Request,
 async def post_ingest(body: IngestBatch, request: Request,
                       signed: SignedRequest = Depends(signed_request)) -> IngestAck:
     ctx = context_of(request)
-    ack, new_events = await ctx.group_commit.submit(INGEST, body, signed)
+    ack, new_events = await ctx.device_requests.submit(INGEST, body, signed)
     for event in new_events:
         ctx.forwarder.emit("event", event)
         ctx.notifier.publish("event", event)
     if ctx.metrics is not None:
         ctx.metrics.ingested(len(new_events), len(body.telemetry), ack.duplicates)
     return ack
-
-
-# --- what the group commit does with each kind of device request (see fleet.group_commit) -----
-
-DESIRED, DESIRED_RECHECK, STATE, INGEST = "desired", "desired-recheck", "state", "ingest"
-
-
-def device_handlers(settings: ServerSettings
-                    ) -> tuple[dict[str, Handler], dict[str, Handler], dict[str, Callable[[Any], Any]]]:
-    """The group commit's writers, readers and preparers for the device endpoints above."""
-
-    def desired(session: Session, items: list[tuple[AuthedDevice | None, Any]]) -> list[Any]:
-        return read_desired_many(session, [(_authed(device).id, seen) for device, seen in items])
-
-    def recheck(session: Session, items: list[tuple[AuthedDevice | None, Any]]) -> list[Any]:
-        return read_desired_many(session, [payload for _, payload in items])  # already authenticated
-
-    def state(session: Session, items: list[tuple[AuthedDevice | None, Any]]) -> list[Any]:
-        return apply_reports(session, [(_authed(device).id, body) for device, body in items],
-                             settings.offline_after_s)
-
-    def ingest(session: Session, items: list[tuple[AuthedDevice | None, Any]]) -> list[Any]:
-        return store_batches(session, [(_authed(device).id, body, images) for device, (body, images) in items])
-
-    writers: dict[str, Handler] = {STATE: state, INGEST: ingest}
-    readers: dict[str, Handler] = {DESIRED: desired, DESIRED_RECHECK: recheck}
-    return writers, readers, {INGEST: lambda body: (body, decode_images(body))}
-
-
-def _authed(device: AuthedDevice | None) -> AuthedDevice:
-    if device is None:
-        raise AuthError("this request must be signed by a device")
-    return device
 
 
 @router.get("/device/bundles/{digest}/archive", response_class=FileResponse,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -9,6 +10,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
+
+try:
+    import fcntl
+except ImportError:  # Windows: one server process there; SQLite's own locking is enough
+    fcntl = None  # type: ignore[assignment]
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError, OperationalError
@@ -78,6 +84,47 @@ def _ping_when_idle(engine: Engine) -> None:
     event.listen(engine, "checkout", checkout)
 
 
+class WriterLock:
+    """One SQLite writer at a time, across this process's threads and every process that opens
+    the same database file (the server and its device process, `edgewise server token create`).
+
+    SQLite serialises writers itself, but a second one busy-waits in growing sleeps, and a
+    transaction that read before another process committed cannot write at all ("database is
+    locked"). Waiting here first, in the kernel (flock on a file beside the database), avoids both.
+    """
+
+    def __init__(self, database_path: str | None) -> None:
+        self._threads = threading.Lock()
+        self._file = None
+        if database_path and fcntl is not None:
+            self._file = open(f"{database_path}.writer-lock", "a+b")  # noqa: SIM115 - held for the engine's life
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        if self._file is not None:
+            try:
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
+            except BaseException:
+                self._threads.release()
+                raise
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+        self._threads.release()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _sqlite_path(engine: Engine) -> str | None:
+    """The database file of an SQLite engine; None for an in-memory one."""
+    path = engine.url.database
+    return None if not path or path == ":memory:" or path.startswith("file::memory:") else path
+
+
 class Database:
     """One engine and its session factory; `session()` commits on success and rolls back on error."""
 
@@ -89,29 +136,31 @@ class Database:
         reads = engine if engine.dialect.name == "sqlite" else engine.execution_options(isolation_level="AUTOCOMMIT")
         self._read_sessions = sessionmaker(reads, expire_on_commit=False)
         # SQLite has one writer: queueing writers here is fairer than busy-waiting inside SQLite.
-        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+        self._write_lock = WriterLock(_sqlite_path(engine)) if engine.dialect.name == "sqlite" else None
 
     @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
+    @property
+    def in_memory(self) -> bool:
+        """An in-memory SQLite database, which no other process can open."""
+        return self.is_sqlite and _sqlite_path(self.engine) is None
+
     @contextmanager
     def session(self, write: bool = True) -> Iterator[Session]:
         """A transaction; `write=False` for read-only work, which never waits for SQLite's writer."""
         lock = self._write_lock if write else None
-        if lock is not None:
-            lock.acquire()
-        session = self._sessions() if write else self._read_sessions()
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
-            if lock is not None:
-                lock.release()
+        with lock if lock is not None else contextlib.nullcontext():
+            session = self._sessions() if write else self._read_sessions()
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                session.close()
 
     def transact(self, work: Callable[[Session], T], attempts: int = 4) -> T:
         """`work(session)` in a write transaction, run again if PostgreSQL chose it as a deadlock
@@ -135,6 +184,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._write_lock is not None:
+            self._write_lock.close()
 
 
 def migrate(engine: Engine) -> None:

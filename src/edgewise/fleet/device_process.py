@@ -1,0 +1,333 @@
+"""Device requests worked in a process of their own, beside the HTTP server.
+
+One Python process has one GIL: the HTTP stack (parsing, routing, validation, responses) and the
+device work (signature checks, nonces, every heartbeat and event batch written, long polls read)
+took turns on one core however many the machine has, and the requests queued behind each other.
+Here the server starts a second process, `python -m edgewise.fleet.device_process FD`, that runs
+the group commit (`edgewise.fleet.group_commit`) and nothing else; the two talk over a socket pair:
+
+    server ── ("settings", json) ─► device process        once, at start
+           ◄─ ("ready", pid) ──────
+           ── ("jobs", [Job, ...]) ─►                     each event-loop turn's requests, together
+           ◄─ ("answers", [(ticket, result, error)], finished, written) ──  each batch, after commit
+           ── ("stop",) ─►                                 answers what it holds, then exits
+
+Messages are length-prefixed pickles between two processes of the same installation; nothing
+from the network is unpickled (requests arrive already parsed and validated by the server).
+Errors cross as the same EdgewiseError (so a refused signature is still a 401); a bug's exception
+arrives as `DeviceWorkError`. If the process dies, the requests it held get 503 and the server
+starts another. It exits when the server closes the socket, killed or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import pickle
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+from typing import Any
+
+from edgewise.core.errors import EdgewiseError, ServiceUnavailable
+from edgewise.fleet.device_requests import Answer, DeviceRequests, answers_of
+from edgewise.fleet.group_commit import Job, Outcome
+from edgewise.fleet.settings import ServerSettings
+
+log = logging.getLogger("edgewise.fleet")
+
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # after a crash, then after each failed restart
+_LENGTH = struct.Struct("!I")
+
+
+class DeviceWorkError(Exception):
+    """An unexpected error (a bug) in the device process, carried back by name and message."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind, self.message = kind, message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (DeviceWorkError, (self.kind, self.message))
+
+
+def frame(message: Any) -> bytes:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return _LENGTH.pack(len(data)) + data
+
+
+class FrameReader:
+    """Whole messages out of a byte stream that arrives in arbitrary pieces."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[Any]:
+        self._buffer += data
+        messages, start = [], 0
+        while len(self._buffer) - start >= _LENGTH.size:
+            (length,) = _LENGTH.unpack_from(self._buffer, start)
+            end = start + _LENGTH.size + length
+            if len(self._buffer) < end:
+                break
+            messages.append(pickle.loads(self._buffer[start + _LENGTH.size:end]))
+            start = end
+        del self._buffer[:start]
+        return messages
+
+
+def portable(error: BaseException | None) -> BaseException | None:
+    """What of `error` can cross to the server: our own errors as they are, others by name."""
+    if error is None or isinstance(error, EdgewiseError):
+        return error
+    return DeviceWorkError(type(error).__name__, str(error))
+
+
+# --- the server's side -------------------------------------------------------------------------
+
+
+class DeviceProcess(DeviceRequests):
+    """Starts, feeds and (after a crash) restarts the device process; answers its requests."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        super().__init__()
+        self.settings = settings
+        self.process: subprocess.Popen[bytes] | None = None
+        self._link: _Link | None = None
+        self._outbox: list[Job] = []
+        self._stopping = False
+        self._restarting: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._link is not None and not self._stopping
+
+    async def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        await self._spawn()
+
+    async def _spawn(self) -> None:
+        loop = self._loop
+        if loop is None:
+            raise ServiceUnavailable("the device requests were not started", "start the server's app first")
+        ours, theirs = socket.socketpair()
+        try:
+            process = subprocess.Popen([sys.executable, "-m", "edgewise.fleet.device_process", str(theirs.fileno())],
+                                       pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+        except OSError as error:
+            ours.close()
+            raise ServiceUnavailable(f"cannot start the device request process: {error}",
+                                     "run the server with --single-process") from None
+        finally:
+            theirs.close()
+        ready: asyncio.Future[int] = loop.create_future()
+        transport, link = await loop.create_unix_connection(lambda: _Link(self, ready), sock=ours)
+        transport.write(frame(("settings", self.settings.model_dump_json())))
+        try:
+            await asyncio.wait_for(asyncio.shield(ready), START_TIMEOUT_S)
+        except BaseException as error:  # it failed to start, or the server stops meanwhile
+            transport.close()
+            _end(process, 0)
+            if not isinstance(error, (asyncio.TimeoutError, ConnectionError)):
+                raise
+            why = "did not answer in time" if isinstance(error, asyncio.TimeoutError) else \
+                f"exited with code {process.returncode}"
+            raise ServiceUnavailable(f"the device request process {why}",
+                                     "see the server log above; or run the server with --single-process") from None
+        self.process, self._link = process, link
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._restarting is not None:
+            self._restarting.cancel()
+        link, process = self._link, self.process
+        if link is not None:
+            self._flush()
+            link.transport.write(frame(("stop",)))  # it answers what it holds, then closes its end
+            try:
+                await asyncio.wait_for(asyncio.shield(link.closed), STOP_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                log.warning("the device request process did not stop within %.0f s", STOP_TIMEOUT_S)
+            link.transport.close()
+        if process is not None:
+            await asyncio.to_thread(_end, process, STOP_TIMEOUT_S)
+        self._link = None
+        self._fail_waiting(ServiceUnavailable("the server is stopping", "retry in a moment"))
+
+    def _send(self, job: Job) -> None:
+        self._outbox.append(job)
+        if len(self._outbox) == 1 and self._loop is not None:
+            self._loop.call_soon(self._flush)  # whatever else this turn of the loop brings goes with it
+
+    def _flush(self) -> None:
+        jobs, self._outbox = self._outbox, []
+        if not jobs:
+            return
+        link = self._link
+        if link is None:
+            self._settle([(job.ticket, None, _unavailable()) for job in jobs], [], False)
+            return
+        try:
+            data = frame(("jobs", jobs))
+        except Exception:  # a payload that cannot be pickled is a bug: those requests fail, not the rest
+            log.exception("sending device requests to the device process failed")
+            self._settle([(job.ticket, None, DeviceWorkError("PicklingError", "request not sendable"))
+                          for job in jobs], [], False)
+            return
+        link.transport.write(data)
+
+    def _received(self, message: Any) -> None:
+        if message[0] == "answers":
+            _, answers, finished, written = message
+            self._settle(answers, finished, written)
+
+    def _lost(self, link: _Link) -> None:
+        if link is not self._link or self._stopping:
+            return
+        self._link = None
+        code = self.process.poll() if self.process is not None else None
+        log.error("the device request process stopped (exit code %s); starting another", code)
+        self._fail_waiting(_unavailable())
+        self._restarting = asyncio.ensure_future(self._restart())
+
+    async def _restart(self) -> None:
+        if self.process is not None:
+            await asyncio.to_thread(_end, self.process, STOP_TIMEOUT_S)
+        for delay in itertools.chain(RESTART_BACKOFF_S, itertools.repeat(RESTART_BACKOFF_S[-1])):
+            await asyncio.sleep(delay)
+            if self._stopping:
+                return
+            try:
+                await self._spawn()
+                log.warning("device request process restarted (pid %s)", self.process.pid if self.process else "?")
+                return
+            except ServiceUnavailable as error:
+                log.error("%s", error)
+
+
+def _unavailable() -> ServiceUnavailable:
+    return ServiceUnavailable("the device request process stopped; the server is starting another",
+                              "retry in a moment")
+
+
+def _end(process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+class _Link(asyncio.Protocol):
+    def __init__(self, owner: DeviceProcess, ready: asyncio.Future[int]) -> None:
+        self.owner, self.ready = owner, ready
+        self.reader = FrameReader()
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        for message in self.reader.feed(data):
+            if message[0] == "ready":
+                if not self.ready.done():
+                    self.ready.set_result(message[1])
+            else:
+                self.owner._received(message)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError("the device request process closed its socket"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+        self.owner._lost(self)
+
+
+# --- the device process ------------------------------------------------------------------------
+
+
+class _Answers:
+    """The group commit's `deliver`: each batch's answers back to the server, from either thread."""
+
+    def __init__(self, link: socket.socket) -> None:
+        self.link = link
+        self._lock = threading.Lock()
+
+    def send(self, message: Any) -> None:
+        data = frame(message)
+        with self._lock:
+            try:
+                self.link.sendall(data)
+            except OSError:
+                pass  # the server is gone: nobody waits for these answers any more
+
+    def deliver(self, outcomes: list[Outcome], finished: list[Any], written: bool) -> None:
+        answers: list[Answer] = [(ticket, result, portable(error)) for ticket, result, error in answers_of(outcomes)]
+        try:
+            self.send(("answers", answers, finished, written))
+        except (pickle.PicklingError, TypeError, AttributeError) as error:  # a result that cannot cross: a bug
+            log.exception("answers of a batch could not be sent")
+            failed = DeviceWorkError(type(error).__name__, "the answer could not be sent back")
+            self.send(("answers", [(ticket, None, failed) for ticket, _, _ in answers], [], written))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The device process: `python -m edgewise.fleet.device_process FD` (started by the server)."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or not args[0].isdigit():
+        print("edgewise's fleet server starts this process itself; run `edgewise server`", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the server stops us
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: [device process] %(message)s")
+    link = socket.socket(fileno=int(args[0]))
+    reader = FrameReader()
+    pending: list[Any] = []
+    while not pending:
+        data = link.recv(1 << 16)
+        if not data:
+            return 0
+        pending = reader.feed(data)
+    _kind, settings_json = pending.pop(0)
+    return _serve(link, reader, ServerSettings.model_validate_json(settings_json), pending)
+
+
+def _serve(link: socket.socket, reader: FrameReader, settings: ServerSettings, pending: list[Any]) -> int:
+    from edgewise.fleet.auth import DeviceAuthenticator
+    from edgewise.fleet.db import open_database
+    from edgewise.fleet.device_requests import build_group_commit
+    from edgewise.fleet.gc_tuning import tune_gc
+
+    db = open_database(settings.db_url, run_migrations=False)  # the server migrated it before starting us
+    commit = build_group_commit(db, DeviceAuthenticator(db), settings)
+    answers = _Answers(link)
+    commit.deliver = answers.deliver
+    commit.start()
+    tune_gc()
+    answers.send(("ready", os.getpid()))
+    try:
+        while True:
+            for message in pending:
+                if message[0] == "stop":
+                    return 0
+                for job in message[1]:
+                    commit.put(job)
+            data = link.recv(1 << 20)
+            if not data:
+                return 0  # the server is gone
+            pending = reader.feed(data)
+    finally:
+        commit.stop()  # answers what it still holds (503 for what it had not started)
+        db.dispose()
+        link.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
