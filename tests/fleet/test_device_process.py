@@ -199,3 +199,16 @@ def test_server_command_processes(tmp_path: Path, single_process: bool) -> None:
         if process.poll() is None:
             process.terminate()
             process.wait(15)
+
+
+def test_a_device_process_that_cannot_start_stops_the_server_with_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgewise.cli.main import main
+
+    monkeypatch.setattr(sys, "executable", "/bin/false")  # the device process exits at once, code 1
+    code = main(["server", "--db", f"sqlite:///{tmp_path / 'f.db'}", "--store", str(tmp_path / "store"),
+                 "--port", str(free_port()), "--log-level", "warning"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "error: the device request process exited with code 1" in err and "--single-process" in err
+    assert "Traceback" not in err

@@ -104,47 +104,37 @@ class DeviceProcess(DeviceRequests):
         self._outbox: list[Job] = []
         self._stopping = False
         self._restarting: asyncio.Task[None] | None = None
+        self._launched: tuple[subprocess.Popen[bytes], socket.socket] | None = None  # by `prepare`
 
     @property
     def running(self) -> bool:
         return self._link is not None and not self._stopping
 
+    def prepare(self) -> None:
+        """Start the device process now, before the server serves (blocking): `edgewise server` then
+        fails to start with a one-line error, not from inside the ASGI lifespan."""
+        if self._launched is None:
+            self._launched = launch(self.settings)
+
     async def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        await self._spawn()
+        launched, self._launched = self._launched, None
+        if launched is None:
+            launched = await asyncio.to_thread(launch, self.settings)
+        await self._connect(launched)
 
-    async def _spawn(self) -> None:
-        loop = self._loop
-        if loop is None:
-            raise ServiceUnavailable("the device requests were not started", "start the server's app first")
-        ours, theirs = socket.socketpair()
-        try:
-            process = subprocess.Popen([sys.executable, "-m", "edgewise.fleet.device_process", str(theirs.fileno())],
-                                       pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
-        except OSError as error:
-            ours.close()
-            raise ServiceUnavailable(f"cannot start the device request process: {error}",
-                                     "run the server with --single-process") from None
-        finally:
-            theirs.close()
-        ready: asyncio.Future[int] = loop.create_future()
-        transport, link = await loop.create_unix_connection(lambda: _Link(self, ready), sock=ours)
-        transport.write(frame(("settings", self.settings.model_dump_json())))
-        try:
-            await asyncio.wait_for(asyncio.shield(ready), START_TIMEOUT_S)
-        except BaseException as error:  # it failed to start, or the server stops meanwhile
-            transport.close()
-            _end(process, 0)
-            if not isinstance(error, (asyncio.TimeoutError, ConnectionError)):
-                raise
-            why = "did not answer in time" if isinstance(error, asyncio.TimeoutError) else \
-                f"exited with code {process.returncode}"
-            raise ServiceUnavailable(f"the device request process {why}",
-                                     "see the server log above; or run the server with --single-process") from None
+    async def _connect(self, launched: tuple[subprocess.Popen[bytes], socket.socket]) -> None:
+        process, sock = launched
+        _transport, link = await asyncio.get_running_loop().create_unix_connection(lambda: _Link(self), sock=sock)
         self.process, self._link = process, link
 
     async def stop(self) -> None:
         self._stopping = True
+        if self._launched is not None:  # prepared, never started
+            prepared, sock = self._launched
+            sock.close()  # it exits when its socket closes
+            await asyncio.to_thread(_end, prepared, STOP_TIMEOUT_S)
+            self._launched = None
         if self._restarting is not None:
             self._restarting.cancel()
         link, process = self._link, self.process
@@ -205,11 +195,44 @@ class DeviceProcess(DeviceRequests):
             if self._stopping:
                 return
             try:
-                await self._spawn()
+                await self._connect(await asyncio.to_thread(launch, self.settings))
                 log.warning("device request process restarted (pid %s)", self.process.pid if self.process else "?")
                 return
             except ServiceUnavailable as error:
                 log.error("%s", error)
+
+
+def launch(settings: ServerSettings) -> tuple[subprocess.Popen[bytes], socket.socket]:
+    """Start a device process and wait until it is ready (blocking); it and the server's end of
+    its socket (non-blocking, for the event loop)."""
+    ours, theirs = socket.socketpair()
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "edgewise.fleet.device_process", str(theirs.fileno())],
+                                   pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+    except OSError as error:
+        ours.close()
+        raise ServiceUnavailable(f"cannot start the device request process: {error}",
+                                 "run the server with --single-process") from None
+    finally:
+        theirs.close()
+    try:
+        ours.settimeout(START_TIMEOUT_S)
+        ours.sendall(frame(("settings", settings.model_dump_json())))
+        reader, ready = FrameReader(), list[Any]()
+        while not ready:  # its first message says it is ready; nothing else comes before our jobs
+            data = ours.recv(1 << 16)
+            if not data:
+                raise ConnectionError("closed")
+            ready = reader.feed(data)
+    except (OSError, ConnectionError) as error:
+        ours.close()
+        timed_out = isinstance(error, TimeoutError)
+        _end(process, 0 if timed_out else STOP_TIMEOUT_S)
+        why = "did not answer in time" if timed_out else f"exited with code {process.returncode}"
+        raise ServiceUnavailable(f"the device request process {why}",
+                                 "see the server log above; or run the server with --single-process") from None
+    ours.setblocking(False)
+    return process, ours
 
 
 def _unavailable() -> ServiceUnavailable:
@@ -226,8 +249,8 @@ def _end(process: subprocess.Popen[bytes], timeout_s: float) -> None:
 
 
 class _Link(asyncio.Protocol):
-    def __init__(self, owner: DeviceProcess, ready: asyncio.Future[int]) -> None:
-        self.owner, self.ready = owner, ready
+    def __init__(self, owner: DeviceProcess) -> None:
+        self.owner = owner
         self.reader = FrameReader()
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -237,15 +260,9 @@ class _Link(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         for message in self.reader.feed(data):
-            if message[0] == "ready":
-                if not self.ready.done():
-                    self.ready.set_result(message[1])
-            else:
-                self.owner._received(message)
+            self.owner._received(message)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if not self.ready.done():
-            self.ready.set_exception(ConnectionError("the device request process closed its socket"))
         if not self.closed.done():
             self.closed.set_result(None)
         self.owner._lost(self)

@@ -88,6 +88,9 @@ class DeviceRequests:
     def running(self) -> bool:
         raise NotImplementedError
 
+    def prepare(self) -> None:
+        """Whatever can fail at start, done before the server serves (blocking); nothing by default."""
+
     async def start(self, loop: asyncio.AbstractEventLoop) -> None:
         raise NotImplementedError
 

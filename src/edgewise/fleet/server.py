@@ -17,6 +17,7 @@ def serve(settings: ServerSettings, log_level: str = "info") -> None:
         if path is not None and not path.is_file():
             raise ConfigError(f"TLS file {path} not found", "pass the PEM certificate and key files")
     app = create_app(settings)
+    app.state.ctx.device_requests.prepare()  # a device process that cannot start: one line, not a traceback
     uvicorn.run(
         app,
         host=settings.host,
