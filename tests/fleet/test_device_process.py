@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +25,7 @@ from edgewise.fleet.app import create_app
 from edgewise.fleet.device_process import DeviceProcess, DeviceWorkError, FrameReader, frame, portable
 from edgewise.fleet.device_requests import InProcessDeviceRequests
 from edgewise.fleet.errors import Forbidden
+from tests.agent.fleet import wait_until
 from tests.fleet.conftest import RunningServer, make_settings, start_server
 from tests.services import free_port, wait_for_port
 
@@ -42,22 +42,6 @@ def children_of(pid: int) -> list[int]:
             if fields[1] == str(pid) and fields[0] != "Z":
                 found.append(int(entry.name))
     return found
-
-
-def wait_until(condition, timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
-
-
-@pytest.fixture
-def split_fleet(db_url: str, tmp_path: Path, publisher_key: PrivateKey) -> Iterator[RunningServer]:
-    running = start_server(make_settings(db_url, tmp_path, publisher_key, device_process=True))
-    yield running
-    running.stop()
 
 
 def device_process_of(fleet: RunningServer) -> subprocess.Popen[bytes]:
@@ -87,10 +71,10 @@ def test_errors_cross_with_their_kind_and_fix() -> None:
     assert portable(ours) is ours and portable(None) is None
 
 
-def test_device_requests_run_in_a_second_process(split_fleet: RunningServer) -> None:
-    child = device_process_of(split_fleet)
+def test_device_requests_run_in_a_second_process(fleet: RunningServer) -> None:
+    child = device_process_of(fleet)
     assert child.pid in children_of(os.getpid())
-    device = split_fleet.device()
+    device = fleet.device()
     assert device.report(health="ok").status_code == 204
     batch = {"events": [{"seq": 1, "ts": time.time(), "type": "alarm"}]}
     assert device.request("POST", "/device/ingest", batch).json()["acked"] == [1]
@@ -99,15 +83,15 @@ def test_device_requests_run_in_a_second_process(split_fleet: RunningServer) -> 
     # Refusals made in the device process keep their status and message.
     stranger = device.request("PUT", "/device/state", {}, as_device="dev-unknown")
     assert stranger.status_code == 401 and stranger.json()["error"]["message"] == "unknown device"
-    assert split_fleet.operator().post(f"/devices/{device.device_id}/revoke").status_code == 200
+    assert fleet.operator().post(f"/devices/{device.device_id}/revoke").status_code == 200
     revoked = device.report()
     assert revoked.status_code == 403 and "revoked" in revoked.json()["error"]["message"]
 
 
-def test_a_killed_device_process_answers_503_and_is_restarted(split_fleet: RunningServer) -> None:
-    device = split_fleet.device()
+def test_a_killed_device_process_answers_503_and_is_restarted(fleet: RunningServer) -> None:
+    device = fleet.device()
     assert device.report().status_code == 204
-    first = device_process_of(split_fleet)
+    first = device_process_of(fleet)
     os.kill(first.pid, signal.SIGKILL)
     first.wait(10)
     refused = device.report()
@@ -115,8 +99,8 @@ def test_a_killed_device_process_answers_503_and_is_restarted(split_fleet: Runni
     assert "retry" in refused.json()["error"]["fix"]
     # Not ready meanwhile (a load balancer sends devices elsewhere); restarted after a short backoff.
     assert device.http.get("/healthz").status_code == 503
-    assert wait_until(lambda: device.report().status_code == 204), "the device process was not restarted"
-    assert device_process_of(split_fleet).pid != first.pid
+    wait_until(lambda: device.report().status_code == 204, 20, "the device process restarted")
+    assert device_process_of(fleet).pid != first.pid
     assert device.http.get("/healthz").json()["status"] == "ok"
     batch = {"events": [{"seq": 2, "ts": time.time(), "type": "alarm"}]}
     assert device.request("POST", "/device/ingest", batch).json()["acked"] == [2]
@@ -166,12 +150,12 @@ def test_in_memory_sqlite_and_single_process_work_in_process(tmp_path: Path) -> 
             app.state.ctx.db.dispose()
 
 
-def test_stopping_the_server_stops_its_device_process(split_fleet: RunningServer) -> None:
-    child = device_process_of(split_fleet)
-    split_fleet.stop()
+def test_stopping_the_server_stops_its_device_process(fleet: RunningServer) -> None:
+    child = device_process_of(fleet)
+    fleet.stop()
     assert child.poll() == 0  # asked to stop, it stopped cleanly
     with pytest.raises(ServiceUnavailable):  # and the server refuses device work from then on
-        asyncio.run(split_fleet.ctx.device_requests.submit("state", {}))
+        asyncio.run(fleet.ctx.device_requests.submit("state", {}))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -192,9 +176,9 @@ def test_server_command_processes(tmp_path: Path, single_process: bool) -> None:
         process.kill()
         process.wait(15)
         for child in children:
-            assert wait_until(lambda child=child: not Path(f"/proc/{child}").exists() or
-                              (Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"), 15), \
-                "the device process outlived its server"
+            wait_until(lambda child=child: not Path(f"/proc/{child}").exists() or
+                       Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z",
+                       15, "the device process to end with its server")
     finally:
         if process.poll() is None:
             process.terminate()
