@@ -26,6 +26,8 @@ from edgewise.core.errors import InvalidBundle, SignatureError
 from edgewise.core.hashing import canonical_json, sha256_file
 from edgewise.core.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest
 from edgewise.core.signing import PrivateKey, PublicKey
+from edgewise.core.strict_json import StrictJSONError
+from edgewise.core.strict_json import loads as strict_loads
 
 SIGNATURE_ALGORITHM = "ed25519"
 _RESERVED = {MANIFEST_NAME, SIGNATURE_NAME}
@@ -96,14 +98,29 @@ def write_manifest(bundle_dir: Path, manifest: Manifest) -> Path:
     return path
 
 
+MAX_MANIFEST_BYTES = 4 << 20  # labels, metrics and file lists: far below this
+MAX_SIGNATURE_BYTES = 4096
+
+
 def read_manifest(bundle_dir: Path) -> Manifest:
     path = Path(bundle_dir) / MANIFEST_NAME
     if not path.is_file():
         raise InvalidBundle(f"{bundle_dir} is not a bundle: {MANIFEST_NAME} is missing")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise InvalidBundle(f"{path} is {path.stat().st_size} bytes, over the {MAX_MANIFEST_BYTES}-byte limit")
+    return parse_manifest(path.read_bytes(), str(path))
+
+
+def parse_manifest(data: bytes, where: str) -> Manifest:
+    """A manifest from its bytes, strictly: duplicate keys or deep nesting are InvalidBundle, as is
+    any field the schema does not know. `where` names it in the error."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InvalidBundle(f"{path} is not valid JSON: {error}") from None
+        return _validated(strict_loads(data), where)
+    except StrictJSONError as error:
+        raise InvalidBundle(f"{where} is not valid JSON: {error.message}") from None
+
+
+def _validated(data: object, path: str) -> Manifest:
     try:
         return Manifest.model_validate(data)
     except ValidationError as error:
@@ -131,12 +148,25 @@ def read_signature(bundle_dir: Path) -> tuple[str, bytes]:
     path = Path(bundle_dir) / SIGNATURE_NAME
     if not path.is_file():
         raise SignatureError(f"bundle {bundle_dir} is not signed: {SIGNATURE_NAME} is missing")
+    if path.stat().st_size > MAX_SIGNATURE_BYTES:
+        raise SignatureError(f"{path} is over {MAX_SIGNATURE_BYTES} bytes; a signature file is a few hundred")
+    return parse_signature(path.read_bytes(), str(path))
+
+
+def parse_signature(raw: bytes, where: str) -> tuple[str, bytes]:
+    """(key_id, signature bytes) from a bundle.sig's bytes, strictly (duplicate keys refused)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = strict_loads(raw)
+    except StrictJSONError as error:
+        raise SignatureError(f"{where} is malformed: {error.message}") from None
+    try:
+        if set(data) != {"algorithm", "key_id", "signature"}:
+            raise KeyError("fields")
         algorithm, key_id, signature_b64 = data["algorithm"], data["key_id"], data["signature"]
         signature = base64.b64decode(signature_b64, validate=True)
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, binascii.Error, ValueError):
-        raise SignatureError(f"{path} is malformed (expected algorithm, key_id and base64 signature)") from None
+    except (KeyError, TypeError, binascii.Error, ValueError):
+        raise SignatureError(f"{where} is malformed (expected algorithm, key_id and base64 signature)") from None
+    path = where
     if algorithm != SIGNATURE_ALGORITHM:
         raise SignatureError(f"{path} uses algorithm {algorithm!r}; only {SIGNATURE_ALGORITHM} is accepted")
     return str(key_id), signature
@@ -193,6 +223,13 @@ def verify_bundle(bundle_dir: Path, trusted_keys: Iterable[PublicKey]) -> Manife
     """The manifest of a bundle that is signed by a trusted key and whose files are exactly as signed."""
     manifest = read_manifest(bundle_dir)
     key_id, signature = read_signature(bundle_dir)
+    check_signature(manifest, key_id, signature, trusted_keys)
+    check_files(bundle_dir, manifest)
+    return manifest
+
+
+def check_signature(manifest: Manifest, key_id: str, signature: bytes, trusted_keys: Iterable[PublicKey]) -> None:
+    """SignatureError unless `signature` over the canonical manifest is by one of `trusted_keys`."""
     by_id = {key.key_id: key for key in trusted_keys}
     if not by_id:
         raise SignatureError("no trusted publisher keys were given", "pass the publisher's .pub key (--trust)")
@@ -207,8 +244,6 @@ def verify_bundle(bundle_dir: Path, trusted_keys: Iterable[PublicKey]) -> Manife
             f"signature of bundle {manifest.ref} by key {key_id} does not match {MANIFEST_NAME} "
             "(the manifest was changed after signing)"
         )
-    check_files(bundle_dir, manifest)
-    return manifest
 
 
 def check_unsigned_bundle(bundle_dir: Path) -> Manifest:

@@ -8,11 +8,12 @@ the manifest lists the sha256 of every file, so the digest pins the whole conten
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from edgewise.core.hashing import canonical_json, sha256_bytes
+from edgewise.core.strict_json import text_problem
 
 MANIFEST_NAME = "bundle.json"
 SIGNATURE_NAME = "bundle.sig"
@@ -22,8 +23,18 @@ Task = Literal["classify", "detect", "segment"]
 Precision = Literal["fp32", "fp16", "int8", "int8-full", "int4-weight", "mixed"]
 
 
+def _text(value: str) -> str:
+    problem = text_problem(value)
+    if problem is not None:  # it could be written, but not read back by the strict loader
+        raise ValueError(problem)
+    return value
+
+
+Label = Annotated[str, Field(max_length=256), AfterValidator(_text)]
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False)
+    model_config = ConfigDict(extra="forbid", frozen=False, allow_inf_nan=False)
 
 
 class InputSpec(Strict):
@@ -87,7 +98,7 @@ class Manifest(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
     version: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
     task: Task = "classify"
-    labels: list[str]
+    labels: list[Label]
     input: InputSpec
     output: OutputSpec = Field(default_factory=OutputSpec)
     target: str = "x86-host"

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 class StrictSettings(BaseModel):
     """Base for every settings object: unknown keys are an error, not silently ignored."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def default_home() -> Path:

@@ -112,4 +112,8 @@ def load_public_key(path_or_b64: str | Path) -> PublicKey:
     candidate = Path(path_or_b64)
     if candidate.is_file():
         return PublicKey.from_b64(candidate.read_text())
-    return PublicKey.from_b64(str(path_or_b64))
+    text = str(path_or_b64)
+    if text.endswith(".pub") or "/" in text and not text.endswith("="):  # meant as a file, not as base64
+        raise ConfigError(f"public key file {text} not found",
+                          "pass the .pub file `edgewise keys new` wrote (or the key's base64 text)")
+    return PublicKey.from_b64(text)

@@ -20,6 +20,8 @@ from edgewise.core.archive import pack_bundle
 from edgewise.core.bundle import check_unsigned_bundle, read_manifest
 from edgewise.core.errors import RegistryError
 from edgewise.core.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest
+from edgewise.core.strict_json import StrictJSONError
+from edgewise.core.strict_json import loads as strict_loads
 from edgewise.registry.store import (
     NAME_PATTERN,
     VERSION_PATTERN,
@@ -164,10 +166,12 @@ class LocalStore(Store):
         if not path.is_file():
             return {}
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
+            data = strict_loads(path.read_bytes())
+            if not isinstance(data, dict):
+                raise StrictJSONError("the aliases file must hold one object")
+        except StrictJSONError as error:
             raise RegistryError(
-                f"{path} is corrupt: {error}", "fix or delete the file and set the aliases again"
+                f"{path} is corrupt: {error.message}", "fix or delete the file and set the aliases again"
             ) from None
         return {str(k): str(v) for k, v in data.items()}
 

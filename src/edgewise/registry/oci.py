@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from edgewise.core.archive import pack_bundle
-from edgewise.core.bundle import check_unsigned_bundle
+from edgewise.core.bundle import check_unsigned_bundle, parse_manifest
 from edgewise.core.errors import ConfigError, RegistryError, ServiceUnavailable
 from edgewise.core.hashing import sha256_file
 from edgewise.core.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest
@@ -207,7 +207,7 @@ class OciStore(Store):
         published = self._published_from(oci_manifest)
         response = self._request("GET", f"{self._repository(published.name)}/blobs/{oci_manifest['config']['digest']}")
         _check(response, f"read the manifest of {published.ref}")
-        manifest = Manifest.model_validate_json(response.content)
+        manifest = parse_manifest(response.content, f"the manifest stored for {published.ref}")
         if manifest.digest != published.digest:
             raise RegistryError(f"the manifest stored for {published.ref} does not match its digest")
         return manifest
