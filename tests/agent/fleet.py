@@ -87,9 +87,10 @@ class FleetServer:
             response.raise_for_status()
             return str(response.json()["token"])
 
-    def deploy(self, ref: str, device_id: str) -> str:
+    def deploy(self, ref: str, device_id: str, allow_downgrade: bool = False) -> str:
         with self.api() as api:
-            response = api.post("/deployments", json={"bundle": ref, "selector": {"ids": [device_id]}})
+            response = api.post("/deployments", json={"bundle": ref, "selector": {"ids": [device_id]},
+                                                      "strategy": {"allow_downgrade": allow_downgrade}})
             assert response.status_code == 201, response.text
             return str(response.json()["id"])
 

@@ -75,6 +75,37 @@ def test_latest_frame_wins_when_the_model_is_slower_than_the_camera(tmp_path, ma
     assert runner._mailbox.dropped > 10  # the reader kept only the newest frame while the model was busy
 
 
+def test_once_over_a_folder_processes_every_image_and_says_so_at_info(tmp_path, make_machine, bundles,
+                                                                      caplog) -> None:
+    # the new user's case: 38 images, default settings, a model slower than the disk: 2 were processed
+    import logging
+    import time
+
+    import cv2
+    import numpy as np
+
+    data_dir = installed(tmp_path, make_machine, bundles, "v1")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for index in range(38):
+        cv2.imwrite(str(folder / f"{index:03d}.png"), np.full((48, 64, 3), index * 6, dtype=np.uint8))
+    settings = AgentSettings(data_dir=data_dir, threads=1, source=SourceSettings(kind="image-folder", path=str(folder)))
+    assert settings.drop_policy == "latest" and settings.source.loop  # the defaults the user had
+    runner = AgentRunner(settings)
+    original = runner.process
+
+    def slow_process(frame) -> None:
+        time.sleep(0.01)
+        original(frame)
+
+    runner.process = slow_process
+    with caplog.at_level(logging.INFO, logger="edgewise"):
+        runner.run(once=True)
+    assert runner.telemetry.frames == 38  # every image once: no drop, no loop
+    lines = [record.getMessage() for record in caplog.records if record.levelno == logging.INFO]
+    assert any("38 frames" in line and "fps" in line and "latency p50" in line for line in lines), lines
+
+
 def test_agent_extra_does_not_depend_on_torch() -> None:
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     agent_deps = extras["dependencies"] + extras["optional-dependencies"]["agent"]

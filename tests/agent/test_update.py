@@ -70,7 +70,8 @@ def test_digest_mismatch_is_refused(tmp_path, make_machine, bundles) -> None:
     assert machine.record.state == "failed" and "digest" in (machine.record.error or "")
 
 
-@pytest.mark.parametrize("name, reason", [("broken", "error rate"), ("slow", "latency")])
+@pytest.mark.parametrize("name, reason", [("broken", "on error rate: 3 of 3 probe frames failed (100%, limit"),
+                                          ("slow", "on latency: p95")])
 def test_unhealthy_model_is_rolled_back(tmp_path, make_machine, bundles, name, reason) -> None:
     machine = make_machine(tmp_path)
     install(machine, bundles, "v1")
@@ -200,3 +201,27 @@ def test_a_full_disk_during_install_fails_cleanly_and_keeps_serving(tmp_path, ma
     assert machine.record.history[-4:] == ["download", "verify", "install", "failed"]
     assert "No space left" in (machine.record.error or "")
     assert machine.slots.digest_of("current") == bundles["v1"][1].digest
+
+
+def test_an_older_signed_version_is_refused_unless_an_operator_rolled_back(tmp_path, make_machine, bundles) -> None:
+    machine = make_machine(tmp_path)
+    install(machine, bundles, "v1")
+    install(machine, bundles, "v2")
+    older = ref_for(*bundles["v1"])
+    machine.offer(older.model_copy(update={"version": "v9"}))  # what the reference claims is not what counts
+    machine.run_until_rest()
+    assert machine.record.state == "failed" and "anti-rollback" in (machine.record.error or "")
+    assert machine.slots.digest_of("current") == bundles["v2"][1].digest
+    assert not (tmp_path / "staging").exists() or not any((tmp_path / "staging").iterdir())
+    assert not machine.offer(older)  # refused once: not downloaded again on every poll
+    assert machine.offer(older, "dep-rollback", allow_downgrade=True)
+    machine.run_until_rest()
+    assert machine.slots.digest_of("current") == bundles["v1"][1].digest
+
+
+@pytest.mark.parametrize("older, newer", [("1.0.0", "1.0.1"), ("1.9.0", "1.10.0"), ("1.0.0-rc1", "1.0.0"),
+                                          ("v1", "v2"), ("2", "10"), ("1.0.0", "1.0.0-scratch.1")[::-1]])
+def test_versions_order_as_releases_do(older: str, newer: str) -> None:
+    from edgewise.agent.update import version_key
+
+    assert version_key(older) < version_key(newer)

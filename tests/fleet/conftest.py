@@ -176,11 +176,14 @@ class DeviceClient:
         return self.http.request(method, full, content=content, headers=all_headers)
 
     def report(self, current: Any = None, health: str = "ok", update_state: str = "idle",
-               target_digest: str | None = None, deployment_id: str | None = None) -> httpx.Response:
+               target_digest: str | None = None, deployment_id: str | None = None,
+               update_error: str | None = None) -> httpx.Response:
         body: dict[str, Any] = {"agent_version": "0.1.0", "hardware": "x86-host",
                                 "health": {"status": health},
                                 "update": {"state": update_state, "target_digest": target_digest,
                                            "deployment_id": deployment_id}}
+        if update_error is not None:
+            body["update"]["error"] = update_error
         if current is not None:
             body["current_bundle"] = {"name": current.name, "version": current.version, "digest": current.digest}
         return self.request("PUT", "/device/state", body)

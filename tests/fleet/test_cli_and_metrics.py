@@ -67,6 +67,31 @@ def test_operator_cli_round_trip(sqlite_fleet: RunningServer, bundles, capsys: p
     assert code == 0 and device.report().status_code == 403
 
 
+def test_listings_are_whole_when_piped_and_json_on_request(sqlite_fleet: RunningServer,
+                                                           capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # the new user's case: piped into a file, rich squeezed the table to 80 columns and folded every cell
+    monkeypatch.setenv("EDGEWISE_SERVER", sqlite_fleet.url)
+    monkeypatch.setenv("EDGEWISE_TOKEN", sqlite_fleet.admin_token)
+    name = "loading-dock-north-entrance-camera-07"
+    device = sqlite_fleet.device(name)
+    reason = "health check 'latency' failed: p95 412.0 ms over the limit 250.0 ms"
+    assert device.report(health="failed", update_state="failed", update_error=reason).status_code == 204
+    code, out, _ = run_cli(capsys, "devices", "list")
+    assert code == 0
+    row = next(line for line in out.splitlines() if device.device_id in line)
+    assert name in row and reason in row  # one line per device, no cell folded
+    code, out, _ = run_cli(capsys, "devices", "list", "--json")
+    assert json.loads(out)["items"][0]["update_error"] == reason
+    assert sqlite_fleet.operator("read").get(f"/devices/{device.device_id}").json()["update_error"] == reason
+    device.request("POST", "/device/ingest", {"events": [{"seq": 1, "ts": 1e9, "type": "alarm", "label": "fox"},
+                                                         {"seq": 2, "ts": 1e9 + 1, "type": "alarm", "label": "owl"}]})
+    code, out, _ = run_cli(capsys, "events", "tail", "--json")
+    assert code == 0 and [json.loads(line)["label"] for line in out.splitlines()] == ["fox", "owl"]
+    code, out, _ = run_cli(capsys, "deployments", "list", "--json")
+    assert code == 0 and json.loads(out) == []
+
+
 def test_metrics_expose_requests_and_fleet_gauges(sqlite_fleet: RunningServer) -> None:
     device = sqlite_fleet.device()
     device.report(health="ok")

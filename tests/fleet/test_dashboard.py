@@ -45,6 +45,15 @@ def test_dashboard_pages_show_device_and_deployment(populated, chromium_executab
         assert page.inner_text("#total") == "1" and page.inner_text("#online") == "1"
         assert "intrusion" in page.inner_text("body")
 
+        # a failed health check shows which check failed, its measured value and the limit
+        reason = "health check 'latency' failed: p95 412.0 ms over the limit 250.0 ms"
+        garage = fleet.device("garage")
+        garage.report(health="failed", update_state="failed", update_error=reason)
+        page.goto(fleet.url + "/ui/devices")
+        assert reason in page.inner_text("main")
+        page.goto(fleet.url + f"/ui/devices/{garage.device_id}")
+        assert f"last update failed: {reason}" in page.inner_text(".update-error")
+
         page.goto(fleet.url + "/ui/devices")
         page.click("text=front-door")
         page.wait_for_url(f"**/ui/devices/{device_id}")

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from edgewise.core.errors import AuthError, ServiceUnavailable
+from edgewise.core.errors import AuthError, InternalError, ServiceUnavailable
 from edgewise.core.signing import PrivateKey
 from edgewise.fleet.app import create_app
-from edgewise.fleet.device_process import DeviceProcess, DeviceWorkError, FrameReader, frame, portable
+from edgewise.fleet.device_process import DeviceProcess, FrameReader, frame, portable
 from edgewise.fleet.device_requests import InProcessDeviceRequests
 from edgewise.fleet.errors import Forbidden
 from tests.agent.fleet import wait_until
@@ -66,7 +66,7 @@ def test_errors_cross_with_their_kind_and_fix() -> None:
     assert isinstance(error, Forbidden) and (error.message, error.fix) == ("this device has been revoked",
                                                                             "ask an operator")
     bug = pickle.loads(pickle.dumps(portable(KeyError("nonce"))))
-    assert isinstance(bug, DeviceWorkError) and bug.kind == "KeyError" and "nonce" in bug.message
+    assert isinstance(bug, InternalError) and bug.kind == "KeyError" and "nonce" in bug.message
     ours = AuthError("unknown device")
     assert portable(ours) is ours and portable(None) is None
 

@@ -58,7 +58,7 @@ def fleet(tmp_path_factory, bundles, publisher: PrivateKey) -> Iterator[FleetSer
 
     root = tmp_path_factory.mktemp("gate")
     store = open_store(root / "store")
-    better = models.make_archive(root, "v1-better", models.classifier(root / "better.onnx", seed=1), publisher)
+    better = models.make_archive(root, "v2-better", models.classifier(root / "better.onnx", seed=1), publisher)
     for archive, _manifest in [bundles["v1"], bundles["scratch"], better]:
         store.publish(archive.with_suffix(""))
     (root / "publisher.pub").write_text(publisher.public.b64 + "\n")
@@ -121,12 +121,12 @@ def test_the_gate_rolls_back_a_worse_candidate_and_promotes_a_better_one(fleet, 
             assert "quality gate failed" in ui.get(f"/ui/deployments/{worse}").text
             assert "v1 → scratch" in ui.get("/ui/shadow").text
 
-        better = deploy(fleet, "parts:v1-better", [id_a, id_b], name="canary", percent=50, shadow_share=1.0,
+        better = deploy(fleet, "parts:v2-better", [id_a, id_b], name="canary", percent=50, shadow_share=1.0,
                         quality=CRITERIA, gate_timeout_s=120)
         wait_until(lambda: deployment(fleet, better)["status"] == "completed", 120, "the better candidate promoted")
         detail = deployment(fleet, better)
         assert any(h["to_state"] == "promoted" and "quality gate passed" in h["detail"] for h in detail["history"])
-        wait_until(lambda: serving(agents, "v1-better"), 60, "both serving the better candidate")
+        wait_until(lambda: serving(agents, "v2-better"), 60, "both serving the better candidate")
 
         with fleet.api() as api:
             page = api.get("/captures", params={"limit": 1000}).json()

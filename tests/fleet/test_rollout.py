@@ -124,6 +124,8 @@ def test_rollback_restores_the_previous_desired_state(fleet: RunningServer, bund
         assert state["bundle"]["digest"] == v1.digest
         assert state["deployment_id"] == first["id"]
         assert int(state["revision"]) > int(before[device.device_id]["revision"])
+        assert state["allow_downgrade"] is True  # the operator's rollback lets devices take the older version
+    assert all(before[d.device_id]["allow_downgrade"] is False for d in devices)
     again = fleet.operator("deploy").post(f"/deployments/{second['id']}/rollback")
     assert again.status_code == 409
 
@@ -208,3 +210,25 @@ def test_a_poll_that_reads_a_change_early_is_held_until_its_turn(tmp_path, publi
         assert devices[1].desired(etags[1]).status_code == 200  # no wait: a plain read is never held
     finally:
         fleet.stop()
+
+
+def test_a_deployment_allows_a_downgrade_only_when_it_says_so(fleet: RunningServer, bundles) -> None:
+    devices = fleet_of(fleet, 2)
+    v1 = bundles.publish(version="1.0.0")
+    plain = deploy(fleet, v1.ref, {"ids": [devices[0].device_id]})
+    assert devices[0].desired().json()["allow_downgrade"] is False
+    explicit = deploy(fleet, v1.ref, {"ids": [devices[1].device_id]}, allow_downgrade=True)
+    assert devices[1].desired().json()["allow_downgrade"] is True
+    assert show(fleet, explicit["id"])["strategy"]["allow_downgrade"] is True  # recorded in the deployment
+    assert show(fleet, plain["id"])["strategy"]["allow_downgrade"] is False
+
+
+def test_a_rolled_back_canary_lists_no_device_as_pending(fleet: RunningServer, bundles) -> None:
+    devices = fleet_of(fleet, 3)
+    v1 = bundles.publish(version="1.0.0")
+    canary = deploy(fleet, v1.ref, {"group": "lobby"}, name="canary", percent=10, bake_s=3600)
+    assert fleet.operator("deploy").post(f"/deployments/{canary['id']}/rollback").status_code == 200
+    targets = show(fleet, canary["id"])["targets"]
+    assert len(targets) == len(devices)
+    assert not [t for t in targets if t["status"] == "pending"]
+    assert sorted(t["status"] for t in targets) == ["cancelled", "cancelled", "rolled_back"]

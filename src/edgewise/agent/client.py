@@ -14,7 +14,7 @@ import httpx
 from edgewise.core.auth import signed_headers
 from edgewise.core.errors import AuthError, ProtocolError, ServiceUnavailable
 from edgewise.core.signing import PrivateKey
-from edgewise.core.wire import API_PREFIX, DesiredState, IngestAck, IngestBatch, ReportedState
+from edgewise.core.wire import API_PREFIX, DesiredState, IngestAck, IngestBatch, ReportedState, parse_wire
 
 DOWNLOAD_CHUNK = 1 << 16
 ARCHIVE_SHA_HEADER = "X-Edgewise-Archive-Sha256"
@@ -79,7 +79,7 @@ class DeviceClient:
         response = self._send("GET", path, headers=headers, timeout=wait_s + 10.0)
         if response.status_code == 304:
             return None, etag
-        state = DesiredState.model_validate_json(response.content)
+        state = parse_wire(DesiredState, response.content, "the server's desired state")
         return state, response.headers.get("ETag", state.revision)
 
     def report_state(self, state: ReportedState) -> None:
@@ -87,7 +87,7 @@ class DeviceClient:
 
     def ingest(self, batch: IngestBatch) -> IngestAck:
         response = self._send("POST", f"{API_PREFIX}/device/ingest", batch.model_dump_json().encode())
-        return IngestAck.model_validate_json(response.content)
+        return parse_wire(IngestAck, response.content, "the server's ingest answer")
 
     def download(self, url: str, dest: Path, progress: Callable[[int], None] | None = None) -> str | None:
         """Download to `dest`, resuming a partial file with an HTTP Range request.

@@ -61,7 +61,7 @@ class HealthSettings(StrictSettings):
 class OutboxSettings(StrictSettings):
     max_items: int = Field(default=100_000, ge=1)
     max_bytes: int = Field(default=256 << 20, ge=1024)
-    batch_size: int = Field(default=200, ge=1)
+    batch_size: int = Field(default=200, ge=1, le=1000, description="items per ingest request (the server's cap)")
 
 
 class ShadowSettings(StrictSettings):
@@ -71,7 +71,7 @@ class ShadowSettings(StrictSettings):
     cpu_budget: float = Field(default=0.25, gt=0, le=1, description="candidate inference seconds per wall second")
     burst_s: float = Field(default=0.5, gt=0, description="CPU seconds the budget may save up")
     report_interval_s: float = Field(default=30.0, gt=0)
-    max_disagreement_samples: int = Field(default=4, ge=0, description="frames per report where they disagree")
+    max_disagreement_samples: int = Field(default=4, ge=0, le=64, description="frames per report where they disagree")
     sample_max_side: int = Field(default=160, ge=16, description="longest side of a disagreement sample")
     alarm_labels: list[str] = Field(default_factory=lambda: ["scratch", "crack"])
     alarm_min_score: float = Field(default=0.5, ge=0, le=1)
@@ -91,7 +91,7 @@ class CaptureSettings(StrictSettings):
     blur_labels: list[str] = Field(default_factory=list, description="classes whose regions are blurred")
     jpeg_quality: int = Field(default=85, ge=10, le=100)
     max_side: int = Field(default=640, ge=16, description="frames are downscaled to this longest side")
-    batch_size: int = Field(default=16, ge=1)
+    batch_size: int = Field(default=16, ge=1, le=64, description="frames per upload (the server's cap)")
 
 
 class AgentSettings(StrictSettings):

@@ -23,9 +23,11 @@ class HealthReport:
     frames: int
     errors: int
     latency_p95_ms: float
+    first_error: str = ""
 
     def __str__(self) -> str:
-        return f"{self.frames} probe frames, {self.errors} errors, p95 {self.latency_p95_ms:.1f} ms"
+        p95 = "-" if self.latency_p95_ms == float("inf") else f"{self.latency_p95_ms:.1f} ms"
+        return f"{self.frames} probe frames, {self.errors} errors, p95 {p95}"
 
 
 def check_model_health(
@@ -44,6 +46,7 @@ def check_model_health(
         raise ModelError("no probe frames to check the model with", "configure a video source")
     latencies: list[float] = []
     errors = 0
+    first_error = ""
     deadline = time.monotonic() + settings.window_s
     index = 0
     while len(latencies) + errors < settings.min_frames or time.monotonic() < deadline:
@@ -51,8 +54,9 @@ def check_model_health(
         try:
             pipeline.run(frames[index % len(frames)])
             latencies.append((time.perf_counter() - started) * 1000)
-        except EdgewiseError:
+        except EdgewiseError as error:
             errors += 1
+            first_error = first_error or error.message
         index += 1
         time.sleep(max(0.0, PROBE_INTERVAL_S - (time.perf_counter() - started)))  # leave CPU for live inference
         total = len(latencies) + errors
@@ -61,11 +65,16 @@ def check_model_health(
         if latencies and total >= settings.min_frames and np.percentile(latencies, 50) > settings.max_latency_ms * 4:
             break  # hopelessly slow: fail fast
     total = len(latencies) + errors
-    report = HealthReport(total, errors, float(np.percentile(latencies, 95)) if latencies else float("inf"))
+    report = HealthReport(total, errors, float(np.percentile(latencies, 95)) if latencies else float("inf"),
+                          first_error)
+    # Each failure names the check, the measured value, the limit and (for errors) what went wrong:
+    # the message travels as the update's error to the server, the CLI and the dashboard.
     if errors / total > settings.max_error_rate:
-        raise ModelError(f"health check failed: error rate {errors}/{total} over {settings.max_error_rate} ({report})")
+        raise ModelError(f"health check failed on error rate: {errors} of {total} probe frames failed "
+                         f"({errors / total:.0%}, limit {settings.max_error_rate:.0%}); first error: {first_error}",
+                         "check that the bundle's model card (input size, layout, colour order) fits the model")
     if report.latency_p95_ms > settings.max_latency_ms:
-        raise ModelError(
-            f"health check failed: p95 latency {report.latency_p95_ms:.1f} ms over {settings.max_latency_ms} ms"
-        )
+        raise ModelError(f"health check failed on latency: p95 {report.latency_p95_ms:.1f} ms over the limit of "
+                         f"{settings.max_latency_ms:g} ms ({report.frames} probe frames)",
+                         "use a smaller or quantized variant for this device, or raise health.max_latency_ms")
     return report

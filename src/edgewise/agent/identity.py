@@ -17,7 +17,7 @@ import httpx
 import edgewise
 from edgewise.core.errors import AuthError, ConfigError, ProtocolError, ServiceUnavailable
 from edgewise.core.signing import PrivateKey, PublicKey, load_private_key, write_key_pair
-from edgewise.core.wire import API_PREFIX, AgentConfig, EnrollRequest, EnrollResponse
+from edgewise.core.wire import API_PREFIX, AgentConfig, EnrollRequest, EnrollResponse, parse_wire
 
 KEY_FILE = "device.key"
 IDENTITY_FILE = "identity.json"
@@ -74,7 +74,28 @@ def enroll(
 ) -> Identity:
     """Enroll with a one-time token: send only the public key, keep the private key here."""
     data_dir.mkdir(parents=True, exist_ok=True)
+    fresh = not (data_dir / KEY_FILE).exists()
     key = device_key(data_dir)
+    try:
+        return _enroll_with(key, server, token, data_dir, name, hardware, tags)
+    except BaseException:
+        if fresh:  # a key no server knows would only confuse the next attempt: it starts clean
+            for leftover in (data_dir / KEY_FILE, data_dir / (KEY_FILE + ".pub")):
+                leftover.unlink(missing_ok=True)
+        raise
+
+
+def _server_error(response: httpx.Response) -> tuple[str, str | None]:
+    """The server's one-line message and fix from its JSON error shape (or the start of the body)."""
+    try:
+        error = json.loads(response.content)["error"]
+        return str(error["message"]), (str(error.get("fix") or "") or None)
+    except (ValueError, KeyError, TypeError):
+        return response.text[:200], None
+
+
+def _enroll_with(key: PrivateKey, server: str, token: str, data_dir: Path, name: str, hardware: str,
+                 tags: dict[str, str] | None) -> Identity:
     request = EnrollRequest(
         token=token, public_key=key.public.b64, name=name, hardware=hardware,
         agent_version=edgewise.__version__, tags=tags or {},
@@ -84,11 +105,12 @@ def enroll(
         response = httpx.post(url, content=request.model_dump_json(), headers={"Content-Type": "application/json"})
     except httpx.HTTPError as error:
         raise ServiceUnavailable(f"cannot reach {url}: {error}") from None
-    if response.status_code in (401, 403):
-        raise AuthError(f"enrollment refused: {response.text[:200]}", "ask the operator for a fresh enrollment token")
     if response.status_code >= 400:
-        raise ProtocolError(f"enrollment failed with HTTP {response.status_code}: {response.text[:200]}")
-    answer = EnrollResponse.model_validate_json(response.content)
+        message, fix = _server_error(response)
+        if response.status_code in (401, 403):
+            raise AuthError(f"enrollment refused: {message}", fix or "ask the operator for a fresh enrollment token")
+        raise ProtocolError(f"enrollment failed (HTTP {response.status_code}): {message}", fix)
+    answer = parse_wire(EnrollResponse, response.content, "the server's enrollment answer")
     write_json_atomic(
         data_dir / IDENTITY_FILE,
         {

@@ -96,6 +96,7 @@ class AgentRunner:
         self._reload = threading.Event()
         self._reload.set()
         self._health = Health(status="unknown")
+        self.skipped_frames = 0  # frames that arrived while no model was installed
         self.client = self._client() if identity else None
         self.shadow = ShadowSlot(self.data_dir / "shadow", settings.shadow, self._download, self._trusted_keys,
                                  self._load_pipeline)
@@ -224,9 +225,11 @@ class AgentRunner:
         log.info("model: %s", self._health.detail)
 
     def _frames(self, once: bool) -> Iterator[np.ndarray]:
-        source = create_source(self.settings.source)
-        # A batch run (--once) over a finite source wants every frame; live runs want the newest.
-        if self.settings.drop_policy == "latest" and not (once and self.settings.source.frames is not None):
+        settings = self.settings.source.model_copy(update={"loop": False}) if once else self.settings.source
+        source = create_source(settings)
+        # Only a live source outruns a slow model (the newest frame wins); a file or folder waits
+        # for it, and a batch run (--once) wants every frame of whatever it reads.
+        if self.settings.drop_policy == "latest" and source.live and not (once and settings.frames is not None):
             mailbox = LatestFrame(source.frames(), self.stop)
             self._mailbox = mailbox
             return iter(mailbox)
@@ -237,6 +240,10 @@ class AgentRunner:
             self._load_current()
         self.probe_frames.append(frame)
         if self.pipeline is None:
+            self.skipped_frames += 1
+            if self.skipped_frames in (1, 100) or self.skipped_frames % 1000 == 0:
+                log.warning("no model to run (%s): %d frame(s) not processed so far", self._health.detail,
+                            self.skipped_frames)
             return
         try:
             result = self.pipeline.run(frame)
@@ -257,7 +264,12 @@ class AgentRunner:
         model = self.pipeline.manifest.version if self.pipeline else None
         if hasattr(self, "_mailbox"):
             self.telemetry.dropped_frames = self._mailbox.dropped
-        self.outbox.append("telemetry", "telemetry", self.telemetry.snapshot(self.outbox.depth(), model))
+        snapshot = self.telemetry.snapshot(self.outbox.depth(), model)
+        self.outbox.append("telemetry", "telemetry", snapshot)
+        log.info("%s: %d frames, %.1f fps, latency p50 %s / p95 %s ms, %d dropped, %d queued to send",
+                 self.pipeline.manifest.ref if self.pipeline else "no model", self.telemetry.frames, snapshot["fps"],
+                 _ms(snapshot["latency_p50_ms"]), _ms(snapshot["latency_p95_ms"]), self.telemetry.dropped_frames,
+                 snapshot["queue_depth"])
 
     def _write_status(self) -> None:
         write_json_atomic(self.data_dir / STATUS_FILE, self.reported_state().model_dump(mode="json"))
@@ -272,6 +284,8 @@ class AgentRunner:
         if self.client is None:
             log.warning("device is not enrolled: running offline (enroll with `edgewise agent enroll`)")
             self.machine.run_until_rest()  # nothing to download; finishes or rolls back local work
+        elif once:
+            self._sync_before_batch()
         uplink = self._start_sync()
         last_telemetry = last_status = time.monotonic()
         try:
@@ -306,6 +320,18 @@ class AgentRunner:
         uplink.start()
         return uplink
 
+    def _sync_before_batch(self) -> None:
+        """--once: the model the server wants is installed and health-checked before the first frame."""
+        s = self.settings
+        loop = DesiredStateLoop(self.client, self.machine, self.stop, 0.0, s.sync_interval_s,  # type: ignore[arg-type]
+                                on_desired=self.on_desired)
+        try:
+            loop.poll_once(0.0)
+        except EdgewiseError as error:
+            log.warning("could not sync before the batch (%s); running with the installed model", error.message)
+        installed = self.machine.slots.installed("current")
+        log.info("batch run with %s", f"{installed.name}:{installed.version}" if installed else "no model installed")
+
     def _final_flush(self, uplink: Uplink) -> None:
         try:
             uplink.heartbeat()
@@ -313,6 +339,10 @@ class AgentRunner:
             self._upload_captures(uplink.client)
         except EdgewiseError as error:
             log.warning("could not send the outbox before exit (%s); it is kept for next time", error.message)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def assert_identity(identity: Identity | None) -> None:

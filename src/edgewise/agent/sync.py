@@ -39,7 +39,7 @@ class DesiredStateLoop(threading.Thread):
             self.etag = etag
             if self.on_desired is not None:
                 self.on_desired(desired)
-            if self.machine.offer(desired.bundle, desired.deployment_id):
+            if self.machine.offer(desired.bundle, desired.deployment_id, desired.allow_downgrade):
                 self.machine.run_until_rest()
 
     def run(self) -> None:

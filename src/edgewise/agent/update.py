@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 from collections.abc import Callable
@@ -37,11 +38,11 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from edgewise.agent.identity import write_json_atomic
-from edgewise.core.archive import extract_bundle
 from edgewise.core.bundle import read_manifest, verify_bundle
 from edgewise.core.errors import EdgewiseError, InvalidBundle, ServiceUnavailable
 from edgewise.core.manifest import Manifest
 from edgewise.core.signing import PublicKey
+from edgewise.core.verified_extract import extract_verified_bundle
 from edgewise.core.wire import BundleRef, InstalledBundle, UpdateProgress, UpdateState
 
 Outcome = Literal["ok", "error"]
@@ -77,6 +78,8 @@ class UpdateRecord(BaseModel):
     boots_in_state: int = 0
     history: list[str] = Field(default_factory=list, description="every state entered, oldest first (last 50)")
     failed_digests: list[str] = Field(default_factory=list)
+    allow_downgrade: bool = Field(False, description="the target may be older than what runs (an operator's rollback)")
+    refused_downgrades: list[str] = Field(default_factory=list, description="older targets refused (anti-rollback)")
 
     def progress(self) -> UpdateProgress:
         return UpdateProgress(
@@ -193,11 +196,17 @@ class UpdateMachine:
             if self.record.boots_in_state > self.boot_loop_limit:
                 self._enter("rollback", f"boot loop: restarted {self.boot_loop_limit} times in {self.record.state}")
 
-    def offer(self, target: BundleRef | None, deployment_id: str | None = None) -> bool:
-        """Start an update to `target` if it is new; True when one was started."""
+    def offer(self, target: BundleRef | None, deployment_id: str | None = None, allow_downgrade: bool = False) -> bool:
+        """Start an update to `target` if it is new; True when one was started.
+
+        An older version of the bundle that runs is refused (anti-rollback: a stale or replayed
+        desired state cannot take a device back to a version with known faults) unless the server
+        says an operator rolled back to it (`allow_downgrade`)."""
         if target is None or not self.at_rest:
             return False
         if target.digest == self.slots.digest_of("current") or target.digest in self.record.failed_digests:
+            return False
+        if target.digest in self.record.refused_downgrades and not allow_downgrade:
             return False
         keep = digest_hex(target.digest)
         for leftover in ("staging", "downloads"):  # what an earlier failed update left behind
@@ -210,6 +219,7 @@ class UpdateMachine:
                     path.unlink(missing_ok=True)
         self.record.target = target
         self.record.deployment_id = deployment_id
+        self.record.allow_downgrade = allow_downgrade
         self.record.previous_digest = self.slots.digest_of("current")
         self._enter("download")
         return True
@@ -262,19 +272,33 @@ class UpdateMachine:
 
     def _run_verify(self) -> None:
         archive, staging, slot = self._paths()
-        if (slot / "bundle.json").is_file():
-            assert_target(verify_bundle(slot, self.trusted_keys), self.record.target)
+        if (slot / "bundle.json").is_file():  # installed before (the previous slot): checked again, as signed
+            manifest = verify_bundle(slot, self.trusted_keys)
+            assert_target(manifest, self.record.target)
+            self._refuse_downgrade(manifest)
             return
         shutil.rmtree(staging, ignore_errors=True)
         try:
-            extract_bundle(archive, staging)
-            manifest = verify_bundle(staging, self.trusted_keys)
-            assert_target(manifest, self.record.target)
+            # Signature and digest are checked before a byte is extracted; then only what they sign.
+            target = self.record.target.digest if self.record.target else None
+            manifest = extract_verified_bundle(archive, staging, self.trusted_keys, target)
+            self._refuse_downgrade(manifest)
             manifest.variant_for(self.target_families)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             archive.unlink(missing_ok=True)  # a bad archive is not resumed
             raise
+
+    def _refuse_downgrade(self, manifest: Manifest) -> None:
+        """Judged on the signed manifest, not on what the server's reference says the version is."""
+        running = self.slots.installed("current")
+        if running is None or running.name != manifest.name or self.record.allow_downgrade:
+            return
+        if version_key(manifest.version) < version_key(running.version):
+            self.record.refused_downgrades = (self.record.refused_downgrades + [manifest.digest])[-20:]
+            raise InvalidBundle(f"refused {manifest.ref}: older than the running {running.version} (anti-rollback)",
+                                "roll back from the server (`edgewise deployments rollback ID`) or deploy with "
+                                "--allow-downgrade")
 
     def _run_install(self) -> None:
         archive, staging, slot = self._paths()
@@ -307,6 +331,19 @@ class UpdateMachine:
             self.record.failed_digests = (self.record.failed_digests + [self.record.target.digest])[-20:]
         self.slots.set_pointer("current", self.record.previous_digest)
         self._on_activate()
+
+
+def _version_parts(text: str) -> tuple[tuple[int, int | str], ...]:
+    return tuple((0, int(part)) if part.isdigit() else (1, part)
+                 for part in re.split(r"[._]", text) if part)
+
+
+def version_key(version: str) -> tuple[object, ...]:
+    """Order of bundle versions: numeric parts as numbers, `1.0.0-rc1` before `1.0.0`, `+build`
+    ignored, a leading `v` dropped; any two versions compare (text after numbers)."""
+    main = version.removeprefix("v").removeprefix("V").partition("+")[0]
+    release, dash, pre = main.partition("-")
+    return (_version_parts(release), 0 if dash else 1, _version_parts(pre))
 
 
 def assert_present(target: BundleRef | None) -> None:

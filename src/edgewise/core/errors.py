@@ -12,7 +12,8 @@
     │   └── ImmutableVersionError publishing different content under an existing version
     ├── ProtocolError             server/agent protocol failures
     │   └── AuthError             authentication or authorisation refused
-    └── ServiceUnavailable        a server, database or registry could not be reached
+    ├── ServiceUnavailable        a server, database or registry could not be reached
+    └── InternalError             a bug: an unexpected exception, carried by its type's name
 """
 
 from __future__ import annotations
@@ -87,3 +88,21 @@ class AuthError(ProtocolError):
 
 class ServiceUnavailable(EdgewiseError):
     default_fix = "check that the service is running and the URL is right"
+
+
+class InternalError(EdgewiseError):
+    """An unexpected exception (a bug), carried by its type's name and message: it pickles from any
+    process, whatever module the original's class lived in (the fleet server's device process)."""
+
+    default_fix = "report it with the server log"
+
+    def __init__(self, message: str, fix: str | None = None, kind: str = "") -> None:
+        super().__init__(message, fix)
+        self.kind = kind or message.split(":", 1)[0]
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (self.__class__, (self.message, self.fix, self.kind))
+
+    @classmethod
+    def of(cls, error: BaseException) -> InternalError:
+        return cls(f"{type(error).__name__}: {error}"[:500], kind=type(error).__name__)

@@ -28,9 +28,14 @@ Every error response has one JSON shape: `{"error": {"code": ..., "message": ...
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Literal
+import json
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from edgewise.core.errors import ProtocolError
+from edgewise.core.strict_json import StrictJSONError, text_problem
+from edgewise.core.strict_json import loads as strict_loads
 
 API_PREFIX = "/api/v1"
 MAX_CLOCK_SKEW_S = 300
@@ -52,8 +57,63 @@ def request_signing_bytes(method: str, path_with_query: str, timestamp: str, non
     return "\n".join(["edgewise-v1", method.upper(), path_with_query, timestamp, nonce, body_hash]).encode()
 
 
+# --- bounds of every wire field (docs/fleet.md, "Limits") -----------------------------------------
+# The server parses every body with `edgewise.core.strict_json` (no duplicate keys, depth <= 64,
+# 64-bit integers, finite numbers, valid UTF-8, no NUL); the types below bound each field besides.
+
+INT64_MAX = (1 << 63) - 1
+MAX_BATCH_EVENTS = 1000
+MAX_BATCH_TELEMETRY = 1000
+MAX_BATCH_CAPTURES = 64
+MAX_IMAGE_B64 = 2 << 20  # a snapshot or captured frame, base64: 2 MiB of text, about 1.5 MB of JPEG
+MAX_EVENT_DATA_BYTES = 3 << 20  # an event's `data` as JSON (a shadow report carries up to a few frames)
+MAX_EXTRA_BYTES = 16 << 10  # a reported state's `extra`
+
+
+def _text(value: str) -> str:
+    problem = text_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _json_within(limit: int) -> AfterValidator:
+    def check(value: dict[str, Any]) -> dict[str, Any]:
+        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False))
+        if size > limit:
+            raise ValueError(f"is {size} bytes as JSON, over the {limit}-byte limit")
+        return value
+
+    return AfterValidator(check)
+
+
+Name = Annotated[str, Field(max_length=128), AfterValidator(_text)]  # names, versions, types, labels
+Text = Annotated[str, Field(max_length=4096), AfterValidator(_text)]  # details and messages
+Digest = Annotated[str, Field(max_length=80, pattern=r"^sha256:[0-9a-f]{1,64}$")]
+ImageB64 = Annotated[str, Field(max_length=MAX_IMAGE_B64), AfterValidator(_text)]
+Seq = Annotated[int, Field(ge=0, le=INT64_MAX)]
+Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
+Timestamp = Annotated[float, Field(ge=0, le=1e11, description="unix seconds")]
+Measure = Annotated[float, Field(ge=-1e12, le=1e12)]  # any finite reading (NaN and inf refused by the model)
+
+
 class Wire(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+W = TypeVar("W", bound=Wire)
+
+
+def parse_wire(model: type[W], data: bytes, what: str) -> W:
+    """`data` (a body received) as `model`, parsed strictly; ProtocolError names `what` and the problem."""
+    try:
+        return model.model_validate(strict_loads(data))
+    except StrictJSONError as error:
+        raise ProtocolError(f"{what} is not valid JSON: {error.message}") from None
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(root)"
+        raise ProtocolError(f"{what} is malformed at {where}: {first['msg']}") from None
 
 
 class ErrorBody(Wire):
@@ -70,12 +130,13 @@ class ErrorResponse(Wire):
 
 
 class EnrollRequest(Wire):
-    token: str
-    public_key: str = Field(description="base64 of the device's raw ed25519 public key")
-    name: str = Field(min_length=1, max_length=128)
-    hardware: str = Field("x86-host", description="target catalog name, e.g. rpi4, jetson-orin-nano")
-    agent_version: str = ""
-    tags: dict[str, str] = Field(default_factory=dict)
+    token: Name
+    public_key: str = Field(max_length=64, description="base64 of the device's raw ed25519 public key")
+    name: Name = Field(min_length=1)
+    hardware: Name = Field("x86-host", description="target catalog name, e.g. rpi4, jetson-orin-nano")
+    agent_version: Name = ""
+    tags: dict[Name, Name] = Field(default_factory=dict, max_length=32,
+                                   description="only tags the enrollment token grants (the token's tags win)")
 
 
 class PublisherKey(Wire):
@@ -102,80 +163,82 @@ class EnrollResponse(Wire):
 
 
 class BundleRef(Wire):
-    name: str
-    version: str
-    digest: str = Field(description="sha256:<hex> of the canonical manifest")
-    url: str = Field(description="download path on this server (/api/v1/device/bundles/...) or an OCI reference")
-    size_bytes: int = 0
+    name: Name
+    version: Name
+    digest: Digest = Field(description="sha256:<hex> of the canonical manifest")
+    url: Text = Field(description="download path on this server (/api/v1/device/bundles/...) or an OCI reference")
+    size_bytes: Count = 0
 
 
 class DesiredState(Wire):
-    device_id: str
-    revision: str = Field(description="changes whenever anything below changes; sent as the ETag")
-    deployment_id: str | None = None
+    device_id: Name
+    revision: Name = Field(description="changes whenever anything below changes; sent as the ETag")
+    deployment_id: Name | None = None
     bundle: BundleRef | None = None
+    allow_downgrade: bool = Field(False, description="an operator rolled back to this bundle: the device may "
+                                  "install it although it is an older version of the bundle it runs")
     shadow: BundleRef | None = None
-    shadow_share: float = 0.0
+    shadow_share: float = Field(0.0, ge=0, le=1)
 
 
 class InstalledBundle(Wire):
-    name: str
-    version: str
-    digest: str
+    name: Name
+    version: Name
+    digest: Digest
 
 
 class UpdateProgress(Wire):
     state: UpdateState = "idle"
-    deployment_id: str | None = None
-    target_digest: str | None = None
-    error: str | None = None
-    detail: str = ""
+    deployment_id: Name | None = None
+    target_digest: Digest | None = None
+    error: Text | None = None
+    detail: Text = ""
 
 
 class Health(Wire):
     status: Literal["ok", "degraded", "failed", "unknown"] = "unknown"
-    detail: str = ""
+    detail: Text = ""
 
 
 class ReportedState(Wire):
-    agent_version: str = ""
-    hardware: str = ""
+    agent_version: Name = ""
+    hardware: Name = ""
     current_bundle: InstalledBundle | None = None
     previous_bundle: InstalledBundle | None = None
     update: UpdateProgress = Field(default_factory=UpdateProgress)
     health: Health = Field(default_factory=Health)
-    extra: dict[str, Any] = Field(default_factory=dict)
+    extra: Annotated[dict[Name, Any], _json_within(MAX_EXTRA_BYTES)] = Field(default_factory=dict)
 
 
 # --- ingest ----------------------------------------------------------------------------------
 
 
 class EventIn(Wire):
-    seq: int = Field(ge=0, description="the device's outbox sequence number; unique per device")
-    ts: float
+    seq: Seq = Field(description="the device's outbox sequence number; unique per device")
+    ts: Timestamp
     priority: EventPriority = "event"
-    type: str = Field(description="e.g. 'alarm', 'detection', 'classification'")
-    label: str | None = None
-    score: float | None = None
-    bundle_version: str | None = None
-    data: dict[str, Any] = Field(default_factory=dict)
-    snapshot_jpeg_b64: str | None = None
+    type: Name = Field(description="e.g. 'alarm', 'detection', 'classification'")
+    label: Name | None = None
+    score: Measure | None = None
+    bundle_version: Name | None = None
+    data: Annotated[dict[Name, Any], _json_within(MAX_EVENT_DATA_BYTES)] = Field(default_factory=dict)
+    snapshot_jpeg_b64: ImageB64 | None = None
 
 
 class TelemetryIn(Wire):
-    seq: int = Field(ge=0)
-    ts: float
-    fps: float | None = None
-    latency_p50_ms: float | None = None
-    latency_p95_ms: float | None = None
-    cpu_percent: float | None = None
-    memory_mb: float | None = None
-    temperature_c: float | None = None
-    queue_depth: int | None = None
-    errors: int = 0
-    model_version: str | None = None
-    agent_version: str | None = None
-    extra: dict[str, float] = Field(default_factory=dict)
+    seq: Seq
+    ts: Timestamp
+    fps: Measure | None = None
+    latency_p50_ms: Measure | None = None
+    latency_p95_ms: Measure | None = None
+    cpu_percent: Measure | None = None
+    memory_mb: Measure | None = None
+    temperature_c: Measure | None = None
+    queue_depth: Count | None = None
+    errors: Count = 0
+    model_version: Name | None = None
+    agent_version: Name | None = None
+    extra: dict[Name, Measure] = Field(default_factory=dict, max_length=64)
 
 
 # --- shadow evaluation and data capture (docs/quality-gates.md) ---------------------------------
@@ -185,21 +248,21 @@ CaptureReason = Literal["low-confidence", "disagreement", "novelty"]
 
 
 class DisagreementSample(Wire):
-    ts: float
-    serving_label: str | None = None
-    serving_score: float = 0.0
-    candidate_label: str | None = None
-    candidate_score: float = 0.0
-    jpeg_b64: str | None = None
+    ts: Timestamp
+    serving_label: Name | None = None
+    serving_score: Measure = 0.0
+    candidate_label: Name | None = None
+    candidate_score: Measure = 0.0
+    jpeg_b64: ImageB64 | None = None
 
 
 class ShadowReport(Wire):
     """Agreement of a candidate bundle with the serving one on one camera, over one report window."""
 
-    camera: str = "default"
-    serving_version: str
-    candidate_version: str
-    candidate_digest: str | None = None
+    camera: Name = "default"
+    serving_version: Name
+    candidate_version: Name
+    candidate_digest: Digest | None = None
     window_s: float = Field(ge=0)
     frames_seen: int = Field(ge=0, description="frames the serving model ran on in the window")
     frames_shadowed: int = Field(ge=0, description="frames both models ran on")
@@ -218,26 +281,26 @@ class ShadowReport(Wire):
     serving_alarm_rate: float | None = Field(None, ge=0, le=1)
     candidate_alarm_rate: float | None = Field(None, ge=0, le=1)
     cpu_share: float = Field(0.0, ge=0, description="candidate inference seconds per wall-clock second")
-    disagreements: list[DisagreementSample] = Field(default_factory=list)
+    disagreements: list[DisagreementSample] = Field(default_factory=list, max_length=64)
 
 
 class CapturedFrame(Wire):
     """A frame the agent selected for labelling, tagged with where and by what it was seen."""
 
-    capture_id: str = Field(min_length=1, max_length=128, description="unique per device")
-    ts: float
-    camera: str = "default"
-    device_id: str | None = None
-    bundle_name: str | None = None
-    bundle_version: str | None = None
-    reasons: list[CaptureReason] = Field(default_factory=list)
-    label: str | None = Field(None, description="the serving model's top label")
-    score: float | None = None
-    candidate_label: str | None = None
-    candidate_score: float | None = None
-    novelty: float | None = None
-    blurred: list[str] = Field(default_factory=list, description="classes whose regions were blurred")
-    jpeg_b64: str
+    capture_id: Name = Field(min_length=1, description="unique per device")
+    ts: Timestamp
+    camera: Name = "default"
+    device_id: Name | None = None
+    bundle_name: Name | None = None
+    bundle_version: Name | None = None
+    reasons: list[CaptureReason] = Field(default_factory=list, max_length=8)
+    label: Name | None = Field(None, description="the serving model's top label")
+    score: Measure | None = None
+    candidate_label: Name | None = None
+    candidate_score: Measure | None = None
+    novelty: Measure | None = None
+    blurred: list[Name] = Field(default_factory=list, max_length=256, description="classes whose regions were blurred")
+    jpeg_b64: ImageB64
 
 
 class QualityCriteria(Wire):
@@ -252,15 +315,17 @@ class QualityCriteria(Wire):
 
 
 class IngestBatch(Wire):
-    events: list[EventIn] = Field(default_factory=list)
-    telemetry: list[TelemetryIn] = Field(default_factory=list)
-    dropped: dict[str, int] = Field(
-        default_factory=dict, description="per priority class, how many items the full outbox dropped so far"
+    events: list[EventIn] = Field(default_factory=list, max_length=MAX_BATCH_EVENTS)
+    telemetry: list[TelemetryIn] = Field(default_factory=list, max_length=MAX_BATCH_TELEMETRY)
+    dropped: dict[Name, Count] = Field(
+        default_factory=dict, max_length=16, description="per priority class, how many items the full outbox "
+        "dropped so far"
     )
-    captures: list[CapturedFrame] = Field(default_factory=list, description="frames for labelling (own spool)")
+    captures: list[CapturedFrame] = Field(default_factory=list, max_length=MAX_BATCH_CAPTURES,
+                                          description="frames for labelling (own spool)")
 
 
 class IngestAck(Wire):
-    acked: list[int] = Field(description="every seq of the batch now durably stored (new or seen before)")
-    duplicates: int = 0
-    captured: list[str] = Field(default_factory=list, description="capture_ids now durably stored")
+    acked: list[Seq] = Field(description="every seq of the batch now durably stored (new or seen before)")
+    duplicates: Count = 0
+    captured: list[Name] = Field(default_factory=list, description="capture_ids now durably stored")

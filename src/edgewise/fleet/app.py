@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from anyio import to_thread
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 import edgewise
 from edgewise.core.signing import load_public_key
@@ -22,10 +21,11 @@ from edgewise.fleet.bundles import BundleCatalog, BundleStore, add_trusted_key
 from edgewise.fleet.context import ServerContext
 from edgewise.fleet.db import Database, open_database
 from edgewise.fleet.device_requests import DeviceRequests, InProcessDeviceRequests, build_group_commit
-from edgewise.fleet.errors import error_response, install_error_handlers
+from edgewise.fleet.errors import install_error_handlers
 from edgewise.fleet.forwarding import Forwarder
 from edgewise.fleet.gc_tuning import tune_gc
 from edgewise.fleet.housekeeping import Housekeeper
+from edgewise.fleet.http_guard import FailedAuthGuard, LimitBodySize, TextGuard
 from edgewise.fleet.notify import Notifier
 from edgewise.fleet.settings import ServerSettings
 
@@ -100,7 +100,10 @@ def create_app(settings: ServerSettings, store: BundleStore | None = None) -> Fa
     for router in (device.router, devices.router, deployments.router, data.router, admin.router, quality.router):
         app.include_router(router, prefix=API_PREFIX)
     _add_optional_parts(app, ctx)
+    # Added innermost first: a request meets the failed-auth guard, then the text guard, then the size limit.
     app.add_middleware(LimitBodySize, max_bytes=settings.max_body_bytes)
+    app.add_middleware(TextGuard)
+    app.add_middleware(FailedAuthGuard, limiter=ctx.auth_limiter)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> Response:
@@ -109,31 +112,14 @@ def create_app(settings: ServerSettings, store: BundleStore | None = None) -> Fa
         if not ctx.device_requests.running:
             return JSONResponse({"status": "unavailable", "reason": "device request work is starting",
                                  "version": edgewise.__version__}, status_code=503)
-        return JSONResponse({"status": "ok", "version": edgewise.__version__})
+        return JSONResponse({"status": "ok", "version": edgewise.__version__,
+                             "device_work_restarts": ctx.device_requests.restarts})
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
         return RedirectResponse("/ui/")
 
     return app
-
-
-class LimitBodySize:
-    """Pure ASGI middleware: refuse a declared body over `max_bytes` before reading it."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            declared = dict(scope["headers"]).get(b"content-length", b"")
-            if declared.isdigit() and int(declared) > self.max_bytes:
-                response = error_response(413, "too_large", f"request body of {int(declared)} bytes is over "
-                                          f"{self.max_bytes}", "send smaller ingest batches")
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 def _add_optional_parts(app: FastAPI, ctx: ServerContext) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request
@@ -12,6 +12,7 @@ from edgewise.fleet.bundles import BundleCatalog
 from edgewise.fleet.db import Database
 from edgewise.fleet.device_requests import DeviceRequests
 from edgewise.fleet.forwarding import Forwarder
+from edgewise.fleet.http_guard import FailedAuthLimiter
 from edgewise.fleet.notify import Notifier
 from edgewise.fleet.rollout import Changes
 from edgewise.fleet.settings import ServerSettings
@@ -27,6 +28,7 @@ class ServerContext:
     forwarder: Forwarder
     device_requests: DeviceRequests
     metrics: Any = None
+    auth_limiter: FailedAuthLimiter = field(default_factory=FailedAuthLimiter)
 
     def announce(self, changes: Changes) -> None:
         """After commit: wake the devices whose desired state changed and tell the dashboard."""

@@ -15,8 +15,9 @@ the group commit (`edgewise.fleet.group_commit`) and nothing else; the two talk 
 Messages are length-prefixed pickles between two processes of the same installation; nothing
 from the network is unpickled (requests arrive already parsed and validated by the server).
 Errors cross as the same EdgewiseError (so a refused signature is still a 401); a bug's exception
-arrives as `DeviceWorkError`. If the process dies, the requests it held get 503 and the server
-starts another. It exits when the server closes the socket, killed or not.
+arrives as `InternalError` (a 500 for that request alone; the process lives on). If the process
+dies, the requests it held get 503 and the server starts another. It exits when the server
+closes the socket, killed or not.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import sys
 import threading
 from typing import Any
 
-from edgewise.core.errors import EdgewiseError, ServiceUnavailable
+from edgewise.core.errors import EdgewiseError, InternalError, ServiceUnavailable
 from edgewise.fleet.device_requests import Answer, DeviceRequests, answers_of
 from edgewise.fleet.group_commit import Job, Outcome
 from edgewise.fleet.settings import ServerSettings
@@ -45,17 +46,6 @@ START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # after a crash, then after each failed restart
 _LENGTH = struct.Struct("!I")
-
-
-class DeviceWorkError(Exception):
-    """An unexpected error (a bug) in the device process, carried back by name and message."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(f"{kind}: {message}")
-        self.kind, self.message = kind, message
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (DeviceWorkError, (self.kind, self.message))
 
 
 def frame(message: Any) -> bytes:
@@ -77,17 +67,25 @@ class FrameReader:
             end = start + _LENGTH.size + length
             if len(self._buffer) < end:
                 break
-            messages.append(pickle.loads(self._buffer[start + _LENGTH.size:end]))
+            try:
+                messages.append(pickle.loads(self._buffer[start + _LENGTH.size:end]))
+            except Exception:  # skip this frame; the stream stays in step, the next frame still reads
+                log.exception("a message between the server and its device process could not be read")
             start = end
         del self._buffer[:start]
         return messages
 
 
 def portable(error: BaseException | None) -> BaseException | None:
-    """What of `error` can cross to the server: our own errors as they are, others by name."""
-    if error is None or isinstance(error, EdgewiseError):
+    """What of `error` can cross to the server: our own errors as they are, others by name.
+
+    Only classes the server can import by the same name qualify: one defined in `__main__` (this
+    process runs as `python -m`) or outside edgewise would fail to unpickle on the other side."""
+    if error is None:
+        return None
+    if isinstance(error, EdgewiseError) and type(error).__module__.startswith("edgewise."):
         return error
-    return DeviceWorkError(type(error).__name__, str(error))
+    return InternalError.of(error)
 
 
 # --- the server's side -------------------------------------------------------------------------
@@ -105,6 +103,7 @@ class DeviceProcess(DeviceRequests):
         self._stopping = False
         self._restarting: asyncio.Task[None] | None = None
         self._launched: tuple[subprocess.Popen[bytes], socket.socket] | None = None  # by `prepare`
+        self.restarts = 0  # times the process was lost and started again (0 is the goal; /healthz shows it)
 
     @property
     def running(self) -> bool:
@@ -168,7 +167,7 @@ class DeviceProcess(DeviceRequests):
             data = frame(("jobs", jobs))
         except Exception:  # a payload that cannot be pickled is a bug: those requests fail, not the rest
             log.exception("sending device requests to the device process failed")
-            self._settle([(job.ticket, None, DeviceWorkError("PicklingError", "request not sendable"))
+            self._settle([(job.ticket, None, InternalError("PicklingError: request not sendable"))
                           for job in jobs], [], False)
             return
         link.transport.write(data)
@@ -182,6 +181,7 @@ class DeviceProcess(DeviceRequests):
         if link is not self._link or self._stopping:
             return
         self._link = None
+        self.restarts += 1
         code = self.process.poll() if self.process is not None else None
         log.error("the device request process stopped (exit code %s); starting another", code)
         self._fail_waiting(_unavailable())
@@ -260,7 +260,10 @@ class _Link(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         for message in self.reader.feed(data):
-            self.owner._received(message)
+            try:
+                self.owner._received(message)
+            except Exception:  # one answer we cannot use must not cut the link every device depends on
+                log.exception("an answer from the device process could not be handled")
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
@@ -292,7 +295,7 @@ class _Answers:
             self.send(("answers", answers, finished, written))
         except (pickle.PicklingError, TypeError, AttributeError) as error:  # a result that cannot cross: a bug
             log.exception("answers of a batch could not be sent")
-            failed = DeviceWorkError(type(error).__name__, "the answer could not be sent back")
+            failed = InternalError(f"{type(error).__name__}: the answer could not be sent back")
             self.send(("answers", [(ticket, None, failed) for ticket, _, _ in answers], [], written))
 
 
@@ -347,4 +350,8 @@ def _serve(link: socket.socket, reader: FrameReader, settings: ServerSettings, p
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module, not this `__main__` copy of it: what it pickles then names its
+    # classes by their importable module, which the server can unpickle.
+    from edgewise.fleet import device_process as _importable
+
+    sys.exit(_importable.main())

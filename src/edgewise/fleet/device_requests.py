@@ -83,6 +83,7 @@ class DeviceRequests:
         self._waiting: dict[int, tuple[asyncio.Future[Any], float]] = {}  # ticket -> (its future, when queued)
         self._tickets = itertools.count()
         self._latency = (0.0, 0.0)  # (moving average of written requests' seconds, when last answered)
+        self.restarts = 0  # how often the device work was lost and started again (a device process's crashes)
 
     @property
     def running(self) -> bool:

@@ -15,7 +15,7 @@ from edgewise.fleet.auth import hash_token, new_secret
 from edgewise.fleet.bundles import trusted_keys
 from edgewise.fleet.db import Database
 from edgewise.fleet.db.models import Device, EnrollmentToken
-from edgewise.fleet.errors import Conflict
+from edgewise.fleet.errors import Conflict, Forbidden
 
 
 def create_enrollment_token(
@@ -57,6 +57,22 @@ def _consume(db: Database, token: str, now: float) -> tuple[str, dict[str, Any]]
         return str(row.group), dict(row.tags or {})
 
 
+def _check_claimed_tags(db: Database, request: EnrollRequest) -> None:
+    """A device may repeat tags its token grants, never claim others: tags place devices in rollouts,
+    and only an operator (who made the token) may decide which ones a device joins."""
+    if not request.tags:
+        return
+    with db.session(write=False) as session:
+        granted = session.scalar(select(EnrollmentToken.tags).where(EnrollmentToken.token_hash
+                                                                    == hash_token(request.token)))
+    granted = dict(granted or {})
+    for key, value in sorted(request.tags.items()):
+        if granted.get(key) != value:
+            raise Forbidden(f"the device claims tag {key}={value}, which its enrollment token does not grant",
+                            "drop the tag from the device, or create a token that grants it "
+                            "(`edgewise server enroll-token create --tag KEY=VALUE`)")
+
+
 def enroll(db: Database, request: EnrollRequest, config: AgentConfig) -> EnrollResponse:
     key = PublicKey.from_b64(request.public_key)  # SignatureError (422) for a malformed key
     now = time.time()
@@ -64,13 +80,14 @@ def enroll(db: Database, request: EnrollRequest, config: AgentConfig) -> EnrollR
         taken = session.scalar(select(Device.id).where(Device.public_key == key.b64, Device.revoked.is_(False)))
     if taken is not None:
         raise Conflict("a device with this public key is already enrolled", "generate a new device key to enroll again")
+    _check_claimed_tags(db, request)  # before the token is used: a refused claim does not spend a use
     group, token_tags = _consume(db, request.token, now)
     device_id = "dev-" + secrets.token_hex(8)
     with db.session() as session:
         session.add(
             Device(
                 id=device_id, name=request.name, public_key=key.b64, group=group,
-                tags={**token_tags, **request.tags}, hardware=request.hardware, agent_version=request.agent_version,
+                tags=token_tags, hardware=request.hardware, agent_version=request.agent_version,
                 enrolled_at=now, last_seen=now, reported={}, dropped={},
             )
         )

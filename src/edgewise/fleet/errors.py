@@ -14,6 +14,7 @@ from edgewise.core.errors import (
     AuthError,
     ConfigError,
     EdgewiseError,
+    InternalError,
     InvalidBundle,
     ProtocolError,
     RegistryError,
@@ -46,6 +47,7 @@ _STATUS: list[tuple[type[EdgewiseError], int, str]] = [
     (RegistryError, 404, "registry"),
     (ConfigError, 400, "bad_request"),
     (ServiceUnavailable, 503, "unavailable"),
+    (InternalError, 500, "internal"),
     (ProtocolError, 400, "protocol"),
     (EdgewiseError, 400, "error"),
 ]
@@ -68,6 +70,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_edgewise(_request: Request, error: Exception) -> JSONResponse:
         known = error if isinstance(error, EdgewiseError) else EdgewiseError(str(error))
         status, code = status_of(known)
+        if isinstance(known, InternalError):  # a bug's details stay in the log, not in the answer
+            return error_response(500, code, f"unexpected server error: {known.kind}", known.fix)
         return error_response(status, code, known.message, known.fix)
 
     async def on_validation(_request: Request, error: Exception) -> JSONResponse:
@@ -80,11 +84,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_http(_request: Request, error: Exception) -> JSONResponse:
         status = error.status_code if isinstance(error, StarletteHTTPException) else 500
         detail = error.detail if isinstance(error, StarletteHTTPException) else str(error)
-        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(status, "http_error")
+        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 413: "too_large",
+                422: "invalid_request", 429: "rate_limited"}.get(status, "http_error")
         return error_response(status, code, str(detail))
 
     async def on_unexpected(_request: Request, error: Exception) -> JSONResponse:
-        kind = getattr(error, "kind", None) or type(error).__name__  # a DeviceWorkError names the original
+        kind = type(error).__name__
         return error_response(500, "internal", f"unexpected server error: {kind}", "report it with the server log")
 
     app.add_exception_handler(EdgewiseError, on_edgewise)

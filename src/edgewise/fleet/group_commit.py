@@ -198,6 +198,10 @@ class GroupCommit:
             except EdgewiseError as error:
                 outcome.error = error
                 continue
+            except Exception as error:  # a bug on one request's input: that request fails, never its batch
+                log.exception("authenticating a device request failed")
+                outcome.error = error
+                continue
             passed.append((outcome, device))
         return passed
 

@@ -30,7 +30,8 @@ from edgewise.fleet.strategies import StrategySpec, plan
 ACTIVE = "rolling"
 SHADOWING = "shadowing"  # quality gate: the first batch runs the candidate in shadow
 LIVE = (ACTIVE, SHADOWING)
-FINISHED_TARGET = ("succeeded", "failed", "rolled_back")
+CANCELLED = "cancelled"  # a target the deployment ended before assigning (rolled back while pending)
+FINISHED_TARGET = ("succeeded", "failed", "rolled_back", CANCELLED)
 UPDATING_STATES = ("download", "verify", "install", "activate", "health-check", "commit")
 _DEFERRED = "edgewise.deferred_evaluations"  # session.info key: deployment ids to evaluate at commit
 # What assigning a device needs: its identity, what it runs and reports, and its desired state.
@@ -61,8 +62,10 @@ def _history(changes: Changes, deployment_id: str, to_state: str, from_state: st
             "to_state": to_state, "detail": detail}
 
 
-def _set_desired(device: Device, digest: str | None, deployment_id: str | None, changes: Changes) -> None:
+def _set_desired(device: Device, digest: str | None, deployment_id: str | None, changes: Changes,
+                 downgrade: bool = False) -> None:
     device.desired_digest = digest
+    device.desired_downgrade = downgrade
     device.desired_deployment_id = deployment_id
     device.desired_revision = (device.desired_revision or 0) + 1
     changes.desired_changed.add(device.id)
@@ -200,6 +203,7 @@ def _assign_batch(session: Session, deployment: Deployment, digest: str, batch: 
         devices = cast(Table, Device.__table__)
         session.execute(update(devices).where(ids_match(devices.c.id, dialect_of(session)))
                         .values(desired_digest=digest, desired_deployment_id=deployment.id,
+                                desired_downgrade=spec.allow_downgrade,
                                 desired_revision=devices.c.desired_revision + 1),
                         {"ids": sorted(a["d_id"] for a in assigned)})
     # The statements above bypass the ORM: objects this transaction already holds must reload.
@@ -414,12 +418,17 @@ def rollback(session: Session, deployment_id: str, reason: str = "rolled back by
     _bump(session, clear_shadow(session, deployment.id), changes)
     targets = session.scalars(select(DeploymentTarget).where(DeploymentTarget.deployment_id == deployment_id)).all()
     for target in targets:
-        if target.status == "pending":
+        if target.status == "pending":  # never assigned: nothing to undo, but no longer waiting either
+            target.status, target.finished_at = CANCELLED, time.time()
+            target.detail = "not assigned before the rollback"
+            _record(session, changes, deployment_id, CANCELLED, "pending", target.device_id, target.detail)
             continue
         device = session.get(Device, target.device_id)
         # A device that a newer deployment has since taken over keeps that newer desired state.
         if device is not None and device.desired_deployment_id == deployment_id:
-            _set_desired(device, target.previous_digest, target.previous_deployment_id, changes)
+            # An authenticated operator action (or the halt rule the operator set): the device may go
+            # back to the older version it ran before, which anti-rollback would refuse otherwise.
+            _set_desired(device, target.previous_digest, target.previous_deployment_id, changes, downgrade=True)
         previous, target.status = target.status, "rolled_back"
         _record(session, changes, deployment_id, "rolled_back", previous, target.device_id)
     _set_status(session, deployment, "rolled_back", changes, reason)

@@ -12,12 +12,13 @@ from pydantic import Field
 
 from edgewise.core.errors import ConfigError
 from edgewise.core.settings import StrictSettings
+from edgewise.core.wire import Name
 
 
 class Selector(StrictSettings):
-    group: str | None = None
-    tags: dict[str, str] = Field(default_factory=dict)
-    ids: list[str] = Field(default_factory=list)
+    group: Name | None = None
+    tags: dict[Name, Name] = Field(default_factory=dict, max_length=32)
+    ids: list[Name] = Field(default_factory=list, max_length=10_000)
 
     def describe(self) -> str:
         parts = ([f"group={self.group}"] if self.group else []) + [f"tag:{k}={v}" for k, v in self.tags.items()]

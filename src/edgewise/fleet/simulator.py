@@ -103,7 +103,7 @@ class SimulatedDevice:
 
     async def enroll(self) -> None:
         body = {"token": self.config.enroll_token, "public_key": self.key.public.b64, "name": f"sim-{self.index:05d}",
-                "hardware": "x86-host", "agent_version": "sim", "tags": {"simulated": "true"}}
+                "hardware": "x86-host", "agent_version": "sim"}  # tags come from the token
         started = time.monotonic()
         try:
             response = await self.http.request("POST", f"{API_PREFIX}/enroll", json.dumps(body).encode(),

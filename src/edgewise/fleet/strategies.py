@@ -35,6 +35,9 @@ class StrategySpec(StrictSettings):
     )
     shadow_share: float = Field(default=0.5, gt=0, le=1, description="quality gate: share of frames shadowed")
     gate_timeout_s: float = Field(default=3600.0, gt=0, description="quality gate: roll back without a verdict")
+    allow_downgrade: bool = Field(default=False, description="devices may install this bundle although it is an "
+                                  "older version of the one they run (recorded in the deployment; devices refuse "
+                                  "older versions otherwise)")
 
 
 Planner = Callable[[StrategySpec, list[str]], list[list[str]]]

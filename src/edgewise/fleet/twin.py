@@ -46,7 +46,7 @@ def _desired_states(session: Session, rows: list[Any]) -> dict[str, DesiredState
         shadow = refs.get(row.shadow_digest) if row.shadow_digest else None
         states[row.id] = DesiredState(
             device_id=row.id, revision=str(row.desired_revision), deployment_id=row.desired_deployment_id,
-            bundle=refs.get(row.desired_digest or ""), shadow=shadow,
+            bundle=refs.get(row.desired_digest or ""), allow_downgrade=bool(row.desired_downgrade), shadow=shadow,
             shadow_share=row.shadow_share if shadow is not None else 0.0)
     return states
 
@@ -66,7 +66,7 @@ _DEVICES = cast(Table, Device.__table__)
 def _desired_rows(dialect: str) -> Select[Any]:
     """What a desired state is made of, device and shadow assignment in one read."""
     shadows = cast(Table, ShadowAssignment.__table__)
-    return (select(_DEVICES.c.id, _DEVICES.c.desired_revision, _DEVICES.c.desired_digest,
+    return (select(_DEVICES.c.id, _DEVICES.c.desired_revision, _DEVICES.c.desired_digest, _DEVICES.c.desired_downgrade,
                    _DEVICES.c.desired_deployment_id, shadows.c.bundle_digest.label("shadow_digest"),
                    shadows.c.share.label("shadow_share"))
             .select_from(_DEVICES.outerjoin(shadows, shadows.c.device_id == _DEVICES.c.id))

@@ -13,7 +13,13 @@ from edgewise.core.plugins import Registry
 
 
 class Source(ABC):
-    """A video source. `frames()` yields HxWx3 uint8 BGR arrays; it ends only for finite sources."""
+    """A video source. `frames()` yields HxWx3 uint8 BGR arrays; it ends only for finite sources.
+
+    `live` sources (cameras, streams, the synthetic camera) go on whether or not the model keeps
+    up, so a slow model takes the newest frame; stored ones (files, folders) wait for the model,
+    and never lose a frame."""
+
+    live = True
 
     def __init__(self, settings: SourceSettings) -> None:
         self.settings = settings

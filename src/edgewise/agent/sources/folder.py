@@ -18,6 +18,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 class ImageFolderSource(Source):
     """Images in a folder (recursively), sorted by path."""
 
+    live = False
+
     def _raw_frames(self) -> Iterator[np.ndarray]:
         if not self.settings.path or not Path(self.settings.path).is_dir():
             raise ConfigError(f"source.path {self.settings.path!r} is not a folder", "point at a folder of images")

@@ -33,6 +33,8 @@ class _CaptureSource(Source):
 class VideoFileSource(_CaptureSource):
     """A video file, looping back to the start when `loop` is true."""
 
+    live = False
+
     def _open(self) -> cv2.VideoCapture:
         if not self.settings.path:
             raise ConfigError("source.path is required for a video-file source")

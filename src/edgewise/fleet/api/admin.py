@@ -15,13 +15,14 @@ from edgewise.fleet.api.schemas import (
     TrustedKeyIn,
     TrustedKeyOut,
 )
+from edgewise.fleet.api.strict_route import StrictJSONRoute
 from edgewise.fleet.auth import Operator, create_operator_token
 from edgewise.fleet.bundles import add_trusted_key
 from edgewise.fleet.context import context_of
 from edgewise.fleet.db.models import TrustedKey
 from edgewise.fleet.enrollment import create_enrollment_token
 
-router = APIRouter(tags=["admin"], responses=ERRORS)  # type: ignore[arg-type]
+router = APIRouter(tags=["admin"], responses=ERRORS, route_class=StrictJSONRoute)  # type: ignore[arg-type]
 
 
 @router.post("/enrollment-tokens", response_model=EnrollmentTokenOut, status_code=201)

@@ -4,21 +4,25 @@ fleet summary, and a live Server-Sent-Events stream of everything that happens."
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select
 
+from edgewise.core.wire import INT64_MAX
 from edgewise.fleet.api.deps import ERRORS, require
 from edgewise.fleet.api.schemas import EventOut, EventPage, TelemetryOut
+from edgewise.fleet.api.strict_route import StrictJSONRoute
 from edgewise.fleet.auth import Operator
 from edgewise.fleet.context import context_of
 from edgewise.fleet.db.models import Device, Event, Telemetry
 from edgewise.fleet.errors import NotFound
 
-router = APIRouter(tags=["events"], responses=ERRORS)  # type: ignore[arg-type]
+PAGE_MAX_BYTES = 4 << 20  # a page of events stops before its events' data passes this (one event always fits)
+router = APIRouter(tags=["events"], responses=ERRORS, route_class=StrictJSONRoute)  # type: ignore[arg-type]
 
 
 @router.get("/events", response_model=EventPage)
@@ -28,10 +32,10 @@ def list_events(
     type: str | None = Query(None, max_length=64),
     priority: str | None = Query(None, max_length=16),
     label: str | None = Query(None, max_length=128),
-    since: float | None = Query(None, description="only events with ts >= since (unix seconds)"),
-    until: float | None = None,
-    before_id: int | None = Query(None, ge=0, description="paging cursor: events older than this id"),
-    after_id: int | None = Query(None, ge=0, description="only events newer than this id (for tailing)"),
+    since: float | None = Query(None, ge=0, le=1e11, description="only events with ts >= since (unix seconds)"),
+    until: float | None = Query(None, ge=0, le=1e11, description="only events with ts < until (unix seconds)"),
+    before_id: int | None = Query(None, ge=0, le=INT64_MAX, description="paging cursor: events older than this id"),
+    after_id: int | None = Query(None, ge=0, le=INT64_MAX, description="only events newer than this id (tailing)"),
     limit: int = Query(100, ge=1, le=1000),
     _operator: Operator = Depends(require("read")),
 ) -> EventPage:
@@ -51,14 +55,21 @@ def list_events(
     query = query.order_by(Event.id.desc()).limit(limit)
     with context_of(request).db.session(write=False) as session:
         rows = session.scalars(query).all()
-        items = [EventOut.model_validate(row).model_copy(update={"has_snapshot": row.snapshot_jpeg is not None})
-                 for row in rows]
-    return EventPage(items=items, next_before_id=items[-1].id if len(items) == limit else None)
+        items, size = [], 0
+        for row in rows:
+            size += len(json.dumps(row.data or {}, separators=(",", ":")))
+            if items and size > PAGE_MAX_BYTES:
+                break  # capped in bytes too: a page of large shadow reports stays a few MiB
+            snapshot = {"has_snapshot": row.snapshot_jpeg is not None}
+            items.append(EventOut.model_validate(row).model_copy(update=snapshot))
+    more = len(items) < len(rows) or len(items) == limit
+    return EventPage(items=items, next_before_id=items[-1].id if more and items else None)
 
 
 @router.get("/events/{event_id}/snapshot", response_class=Response,
             responses={200: {"content": {"image/jpeg": {}}}})
-def event_snapshot(event_id: int, request: Request, _operator: Operator = Depends(require("read"))) -> Response:
+def event_snapshot(request: Request, event_id: int = Path(ge=0, le=INT64_MAX),
+                   _operator: Operator = Depends(require("read"))) -> Response:
     with context_of(request).db.session(write=False) as session:
         data = session.scalar(select(Event.snapshot_jpeg).where(Event.id == event_id))
     if data is None:
@@ -70,7 +81,7 @@ def event_snapshot(event_id: int, request: Request, _operator: Operator = Depend
 def list_telemetry(
     request: Request,
     device_id: str | None = Query(None, max_length=40),
-    since: float | None = None,
+    since: float | None = Query(None, ge=0, le=1e11),
     limit: int = Query(500, ge=1, le=5000),
     _operator: Operator = Depends(require("read")),
 ) -> list[TelemetryOut]:

@@ -17,13 +17,14 @@ from edgewise.fleet.api.schemas import (
     HistoryOut,
     TargetOut,
 )
+from edgewise.fleet.api.strict_route import StrictJSONRoute
 from edgewise.fleet.auth import Operator
 from edgewise.fleet.context import ServerContext, context_of
 from edgewise.fleet.db.models import Bundle, Deployment, DeploymentHistory, DeploymentTarget, Device
 from edgewise.fleet.errors import NotFound
 from edgewise.fleet.rollout import Changes, create_deployment, halt, progress, rollback
 
-router = APIRouter(tags=["deployments"], responses=ERRORS)  # type: ignore[arg-type]
+router = APIRouter(tags=["deployments"], responses=ERRORS, route_class=StrictJSONRoute)  # type: ignore[arg-type]
 
 
 def bundle_out(bundle: Bundle, running: int = 0) -> BundleOut:

@@ -12,7 +12,7 @@ from edgewise.fleet.auth import Operator, bearer_token, operator_from_token
 from edgewise.fleet.context import context_of
 
 bearer_scheme = HTTPBearer(auto_error=False, description="operator token (`edgewise server token create`)")
-ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 422, 503)}
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 413, 422, 429, 503)}
 
 
 def require(scope: str) -> Callable[..., Operator]:

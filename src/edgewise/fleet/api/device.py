@@ -22,14 +22,15 @@ from edgewise.core.wire import (
     IngestBatch,
     ReportedState,
 )
+from edgewise.fleet.api.strict_route import StrictJSONRoute
 from edgewise.fleet.auth import AuthedDevice, SignedRequest
 from edgewise.fleet.context import context_of
 from edgewise.fleet.device_requests import DESIRED, DESIRED_RECHECK, INGEST, STATE
 from edgewise.fleet.enrollment import enroll
 from edgewise.fleet.twin import ReportOutcome
 
-ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 422, 503)}
-router = APIRouter(tags=["device"], responses=ERRORS)  # type: ignore[arg-type]
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 413, 422, 429, 503)}
+router = APIRouter(tags=["device"], responses=ERRORS, route_class=StrictJSONRoute)  # type: ignore[arg-type]
 
 
 # The signature headers every device request carries, for the OpenAPI schema. They are read by

@@ -9,29 +9,31 @@ from sqlalchemy import select
 
 from edgewise.fleet.api.deps import ERRORS, require
 from edgewise.fleet.api.schemas import DeviceDetail, DeviceOut, DevicePage, DevicePatch
+from edgewise.fleet.api.strict_route import StrictJSONRoute
 from edgewise.fleet.auth import Operator
 from edgewise.fleet.context import context_of
 from edgewise.fleet.db.models import Device
 from edgewise.fleet.errors import NotFound
 
-router = APIRouter(prefix="/devices", tags=["devices"], responses=ERRORS)  # type: ignore[arg-type]
+router = APIRouter(prefix="/devices", tags=["devices"], responses=ERRORS, route_class=StrictJSONRoute)  # type: ignore[arg-type]
 
 
 def device_out(device: Device, offline_after_s: float, detail: bool = False) -> DeviceOut:
     online = device.last_seen is not None and time.time() - device.last_seen < offline_after_s and not device.revoked
     model = DeviceDetail if detail else DeviceOut
-    return model.model_validate(device).model_copy(update={"online": online})
+    update_error = str(((device.reported or {}).get("update") or {}).get("error") or "")
+    return model.model_validate(device).model_copy(update={"online": online, "update_error": update_error})
 
 
 @router.get("", response_model=DevicePage)
 def list_devices(
     request: Request,
     group: str | None = Query(None, max_length=64),
-    tag: list[str] = Query(default_factory=list, description="KEY=VALUE, repeatable; all must match"),
+    tag: list[str] = Query(default_factory=list, max_length=32, description="KEY=VALUE, repeatable; all must match"),
     online: bool | None = None,
     bundle_version: str | None = Query(None, max_length=64),
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=10_000_000),
     _operator: Operator = Depends(require("read")),
 ) -> DevicePage:
     ctx = context_of(request)

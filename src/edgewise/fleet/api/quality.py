@@ -8,13 +8,14 @@ from sqlalchemy import func, select
 
 from edgewise.core.wire import CapturedFrame, ShadowReport
 from edgewise.fleet.api.deps import ERRORS, require
+from edgewise.fleet.api.strict_route import StrictJSONRoute
 from edgewise.fleet.auth import Operator
 from edgewise.fleet.context import context_of
 from edgewise.fleet.db.models import CapturedFrameRow, ShadowReportRow
 from edgewise.fleet.errors import NotFound
 from edgewise.fleet.shadow_store import captured_frame
 
-router = APIRouter(tags=["quality"], responses=ERRORS)  # type: ignore[arg-type]
+router = APIRouter(tags=["quality"], responses=ERRORS, route_class=StrictJSONRoute)  # type: ignore[arg-type]
 
 
 class CapturePage(BaseModel):
@@ -33,7 +34,7 @@ class ShadowReportOut(BaseModel):
 def list_captures(
     request: Request,
     device_id: str | None = Query(None, max_length=40),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=10_000_000),
     limit: int = Query(100, ge=1, le=1000),
     images: bool = Query(False, description="include each frame's JPEG (base64)"),
     _operator: Operator = Depends(require("read")),

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edgewise.core.wire import Name, Text
 from edgewise.fleet.selectors import Selector
 from edgewise.fleet.strategies import StrategySpec
 
@@ -15,7 +16,7 @@ class Out(BaseModel):
 
 
 class In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class DeviceOut(Out):
@@ -33,6 +34,8 @@ class DeviceOut(Out):
     current_version: str | None
     health: str
     update_state: str
+    update_error: str = Field("", description="why the last update failed, as the device reported it: the check, "
+                                              "the measured value and the limit")
     desired_digest: str | None
     desired_deployment_id: str | None
     desired_revision: int
@@ -54,9 +57,9 @@ class DevicePage(Page):
 
 
 class DevicePatch(In):
-    group: str | None = Field(default=None, min_length=1, max_length=64)
-    set_tags: dict[str, str] = Field(default_factory=dict)
-    remove_tags: list[str] = Field(default_factory=list)
+    group: Name | None = Field(default=None, min_length=1, max_length=64)
+    set_tags: dict[Name, Name] = Field(default_factory=dict, max_length=32)
+    remove_tags: list[Name] = Field(default_factory=list, max_length=32)
 
 
 class DeployRequest(In):
@@ -158,9 +161,10 @@ class TelemetryOut(Out):
 class EnrollmentTokenIn(In):
     ttl_s: float | None = Field(default=3600.0, gt=0, le=365 * 86400)
     uses: int = Field(default=1, ge=1, le=100_000)
-    group: str = Field(default="default", min_length=1, max_length=64)
-    tags: dict[str, str] = Field(default_factory=dict)
-    note: str = Field(default="", max_length=200)
+    group: Name = Field(default="default", min_length=1, max_length=64)
+    tags: dict[Name, Name] = Field(default_factory=dict, max_length=32,
+                                   description="tags every device enrolled with this token gets (and may claim)")
+    note: Text = Field(default="", max_length=200)
 
 
 class EnrollmentTokenOut(BaseModel):
@@ -173,7 +177,7 @@ class EnrollmentTokenOut(BaseModel):
 
 class OperatorTokenIn(In):
     scope: str = Field(pattern="^(read|deploy|admin)$")
-    name: str = Field(default="", max_length=128)
+    name: Name = Field(default="", max_length=128)
 
 
 class OperatorTokenOut(BaseModel):

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -52,6 +53,9 @@ class Device(Base):
     desired_digest: Mapped[str | None] = mapped_column(String(80), default=None)
     desired_deployment_id: Mapped[str | None] = mapped_column(String(40), default=None)
     desired_revision: Mapped[int] = mapped_column(Integer, default=1)
+    # The desired bundle may be older than what the device runs: an operator rolled back to it, or
+    # deployed it with --allow-downgrade (devices refuse an older version otherwise: anti-rollback).
+    desired_downgrade: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class EnrollmentToken(Base):
