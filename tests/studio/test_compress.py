@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from edgewise.cli.main import main
-from edgewise.core.errors import RecipeError, TargetIncompatible
+from edgewise.core.errors import DatasetError, RecipeError, TargetIncompatible
 from edgewise.core.hashing import sha256_file
 from edgewise.core.targets import get_target
 from edgewise.studio.compress import (
@@ -266,3 +266,42 @@ def test_cli_max_drop_overrides_every_int8_quantize_step() -> None:
     assert load_recipe("balanced").steps[-1].params["max_drop"] == 1.0  # the built-in is not changed
     fp16 = _with_max_drop(load_recipe("jetson-fp16"), 0.25)
     assert "max_drop" not in fp16.steps[-1].params
+
+
+# --- model and data must belong together -------------------------------------------------------------------
+
+def test_a_model_trained_on_other_classes_is_refused_by_name(checkpoint: Path, tmp_path: Path) -> None:
+    # the new user's case: a model trained on one dataset, compressed against another, ran with rc 0
+    other = DataBundle(_loader(32, 4), _loader(32, 5), _loader(32, 6), ["bolt", "nut", "washer"])
+    with pytest.raises(DatasetError, match=r"trained on classes \[a, b, c\].*\[bolt, nut, washer\]"):
+        run_compression(checkpoint, other, "jetson-nano", "jetson-fp16", tmp_path / "out", QUICK)
+    assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_the_same_classes_in_another_order_are_refused(checkpoint: Path, tmp_path: Path) -> None:
+    reordered = DataBundle(_loader(32, 4), _loader(32, 5), _loader(32, 6), ["c", "b", "a"])
+    with pytest.raises(DatasetError, match="another order"):
+        run_compression(checkpoint, reordered, "jetson-nano", "jetson-fp16", tmp_path / "out", QUICK)
+
+
+def test_an_onnx_model_with_another_number_of_outputs_is_refused(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    onnx_path = export_model(load_input_model(checkpoint).model, tmp_path / "m.onnx", IMAGE)
+    four = DataBundle(_loader(32, 4), _loader(32, 5), _loader(32, 6), ["a", "b", "c", "d"])
+    recipe = parse_recipe(_recipe({"quantize": {"mode": "fp16"}}), "h")
+    with pytest.raises(DatasetError, match="has 3 outputs but the data has 4 classes"):
+        run_compression(onnx_path, four, "jetson-nano", recipe, tmp_path / "out", QUICK)
+
+
+def test_cli_compress_against_another_dataset_is_one_clear_error(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edgewise.studio.samples import write_sample
+
+    digits = write_sample("digits", tmp_path / "digits", size=60, seed=1)
+    code = main(["compress", str(checkpoint), "--data", str(digits), "--target", "jetson-nano",
+                 "--recipe", "jetson-fp16", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 1 and "trained on classes [a, b, c]" in err and "fix:" in err
+    assert "Traceback" not in err

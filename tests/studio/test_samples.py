@@ -85,3 +85,12 @@ def test_parts_renderer_does_not_import_torch() -> None:
     code = "import sys, edgewise.studio.samples.parts; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("name", ["parts", "digits"])
+def test_writers_report_progress_after_every_image(name: str, tmp_path: Path) -> None:
+    # the new user's case: `data sample parts` ran 20 s with nothing on screen
+    calls: list[tuple[int, int]] = []
+    written = write_sample(name, tmp_path / name, size=40, on_image=lambda done, total: calls.append((done, total)))
+    images = sum(1 for _ in written.rglob("*.png"))
+    assert calls == [(done, images) for done in range(1, images + 1)]

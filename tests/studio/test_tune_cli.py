@@ -145,3 +145,20 @@ def test_report_and_best_errors(tmp_path: Path) -> None:
     # Test-function trials train no model, so there is nothing to export.
     best = run_cli("best", "--study", "f", "--storage", "s.db", "--out", "b", cwd=tmp_path)
     assert_clear_error(best, "has no model file")
+
+
+def test_the_report_hint_works_as_printed_and_a_missing_storage_is_not_created(tmp_path: Path) -> None:
+    import re
+    import shlex
+
+    done = run_cli("--objective", "ackley", "--trials", "3", "--storage", "runs.db", "--study", "s1",
+                   "--no-progress", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    hint = re.search(r"`edgewise (tune report [^`]+)`", done.stdout)
+    assert hint is not None, done.stdout
+    shown = subprocess.run([sys.executable, "-m", "edgewise", *shlex.split(hint.group(1)), "--out", "r"],
+                           capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert shown.returncode == 0, shown.stderr
+    missing = run_cli("report", "--study", "s1", "--storage", "other.db", cwd=tmp_path)
+    assert_clear_error(missing, "no study storage at")
+    assert not (tmp_path / "other.db").exists()

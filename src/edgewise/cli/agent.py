@@ -17,7 +17,8 @@ def _run(config: Path | None, data_dir: Path | None, once: bool, verbose: bool) 
     from edgewise.agent.config import load_settings
     from edgewise.agent.runner import AgentRunner
 
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    # State changes, activations and a periodic fps/latency line at INFO by default; -v adds DEBUG.
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the agent's own log
     overrides = {"data_dir": str(data_dir)} if data_dir else {}
     settings = load_settings(config, overrides)

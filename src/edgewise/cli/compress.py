@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from edgewise.cli.output import console as output_console
+from edgewise.cli.output import print_json
 from edgewise.core.errors import ConfigError
 
 
@@ -18,6 +20,7 @@ def compress(
     out: Path = typer.Option(Path("compress-out"), "--out", help="output folder: steps/, report.*, pareto.png"),
     max_drop: float | None = typer.Option(None, "--max-drop", help="accuracy budget (points) for int8 steps"),
     list_recipes: bool = typer.Option(False, "--list-recipes", help="list the built-in recipes and exit"),
+    as_json: bool = typer.Option(False, "--json", help="with --list-recipes: print the recipes as JSON"),
     allow_incompatible: bool = typer.Option(False, "--allow-incompatible",
                                             help="write the report even if the target cannot run the result"),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
@@ -27,6 +30,8 @@ def compress(
     from edgewise.studio.compress import RunOptions, builtin_recipes, load_recipe, run_compression
 
     if list_recipes:
+        if as_json:
+            return print_json([recipe_entry.model_dump(mode="json") for recipe_entry in builtin_recipes().values()])
         for recipe_entry in builtin_recipes().values():
             steps = " -> ".join(spec.step for spec in recipe_entry.steps)
             typer.echo(f"{recipe_entry.name:<16} {steps:<34} {recipe_entry.description}")
@@ -56,12 +61,11 @@ def _with_max_drop(recipe, max_drop: float):
 
 
 def _print_summary(report, out: Path) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from edgewise.studio.compress.report import COLUMNS, _row
 
-    console = Console()
+    console = output_console()
     table = Table(title=f"{report.recipe['name']} for {report.target['name']} (host: measured; target: estimate)")
     for column in COLUMNS[:-2]:
         table.add_column(column, overflow="fold")
@@ -80,7 +84,6 @@ def _print_summary(report, out: Path) -> None:
 
 def targets(as_json: bool = typer.Option(False, "--json", help="print the catalog as JSON")) -> None:
     """List the hardware targets: precisions, runtime, memory budget, peak compute, power."""
-    from rich.console import Console
     from rich.table import Table
 
     from edgewise.core.targets import list_targets
@@ -97,7 +100,7 @@ def targets(as_json: bool = typer.Option(False, "--json", help="print the catalo
         peaks = ", ".join(f"{p} {v:g}" for p, v in t.peak_gops.items())
         table.add_row(t.name, t.display_name, t.family, t.runtime, precisions, f"{t.memory_budget_mb:g}", peaks,
                       f"{t.memory_bandwidth_gbs:g}", f"{t.typical_power_w:g}")
-    Console(width=200).print(table)
+    output_console().print(table)
 
 
 def register(app: typer.Typer) -> None:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from edgewise.cli.output import JSON_OUT, print_json
+
 data_app = typer.Typer(help="Sample datasets and dataset utilities.", no_args_is_help=True)
 
 
@@ -18,20 +20,33 @@ def sample(
     image_size: int = typer.Option(32, "--image-size", help="side of the square images in pixels"),
 ) -> None:
     """Write sample dataset NAME into DIR as PNG files."""
+    from rich.progress import Progress
+
     from edgewise.studio.datasets import dataset_digest
     from edgewise.studio.samples import write_sample
 
-    written = write_sample(name, out_dir, size=size, seed=seed, image_size=image_size)
+    with Progress(transient=True, console=_stderr_console()) as progress:
+        task = progress.add_task(f"writing {name}", total=None)
+        written = write_sample(name, out_dir, size=size, seed=seed, image_size=image_size,
+                               on_image=lambda done, total: progress.update(task, completed=done, total=total))
     counts = {split: sum(1 for _ in (written / split).rglob("*.png")) for split in ("train", "val", "test")}
     typer.echo(f"wrote {name} to {written}: " + ", ".join(f"{split} {n}" for split, n in counts.items()))
     typer.echo(f"digest {dataset_digest(written)}")
 
 
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
 @data_app.command("list")
-def list_samples() -> None:
+def list_samples(as_json: bool = JSON_OUT) -> None:
     """List the bundled sample datasets."""
     from edgewise.studio.samples import SAMPLES
 
+    if as_json:
+        return print_json([{"name": entry.name, "summary": entry.summary} for entry in SAMPLES])
     for entry in SAMPLES:
         typer.echo(f"{entry.name:10s} {entry.summary}")
 

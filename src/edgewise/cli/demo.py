@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import typer
@@ -16,7 +17,14 @@ def demo(
     from edgewise.demo.fleet_stage import FleetPlan
     from edgewise.demo.run import DemoOptions, run_demo
 
+    # SIGTERM (a supervisor, `kill`, a closed terminal session) must stop the server and agents the
+    # demo started, as Ctrl-C does: turned into KeyboardInterrupt, it runs the demo's cleanup.
+    signal.signal(signal.SIGTERM, _interrupt)
     run_demo(DemoOptions(work_dir=work_dir, keep_running=keep_running, fleet=FleetPlan(devices=devices)))
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def register(app: typer.Typer) -> None:

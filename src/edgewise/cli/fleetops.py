@@ -11,13 +11,14 @@ from typing import Any
 
 import typer
 
+from edgewise.cli.output import JSON_OUT, print_json, print_table
+
 devices_app = typer.Typer(help="Enrolled devices.", no_args_is_help=True)
 deployments_app = typer.Typer(help="Deployments (rollouts) of bundles to devices.", no_args_is_help=True)
 events_app = typer.Typer(help="Events sent by devices.", no_args_is_help=True)
 
 SERVER = typer.Option("http://127.0.0.1:8400", "--server", envvar="EDGEWISE_SERVER", help="fleet server URL")
 TOKEN = typer.Option(None, "--token", envvar="EDGEWISE_TOKEN", help="operator token")
-JSON_OUT = typer.Option(False, "--json", help="print JSON instead of a table")
 
 
 def _client(server: str, token: str | None) -> Any:
@@ -32,22 +33,6 @@ def _ago(ts: float | None) -> str:
     seconds = max(0.0, time.time() - ts)
     return f"{seconds:.0f}s ago" if seconds < 120 else f"{seconds / 60:.0f}m ago" if seconds < 7200 \
         else f"{seconds / 3600:.0f}h ago"
-
-
-def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*[("" if cell is None else str(cell)) for cell in row])
-    Console().print(table)
-
-
-def _print_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, sort_keys=True))
 
 
 @devices_app.command("list")
@@ -65,18 +50,23 @@ def devices_list(group: str | None = typer.Option(None, "--group"),
     with _client(server, token) as client:
         page = client.call("GET", "/devices", params=params)
     if as_json:
-        return _print_json(page)
+        return print_json(page)
     rows = [[d["id"], d["name"], d["group"], "online" if d["online"] else "offline", d["current_version"] or "-",
-             d["health"], d["update_state"], _ago(d["last_seen"])] for d in page["items"]]
-    _table(f"{page['total']} device(s)", ["id", "name", "group", "status", "bundle", "health", "update", "seen"],
+             d["health"], _update_cell(d), _ago(d["last_seen"])] for d in page["items"]]
+    print_table(f"{page['total']} device(s)", ["id", "name", "group", "status", "bundle", "health", "update", "seen"],
            rows)
+
+
+def _update_cell(device: dict[str, Any]) -> str:
+    error = device.get("update_error")
+    return f"{device['update_state']}: {error}" if error else device["update_state"]
 
 
 @devices_app.command("show")
 def devices_show(device_id: str, server: str = SERVER, token: str | None = TOKEN) -> None:
     """Everything the server knows about one device."""
     with _client(server, token) as client:
-        _print_json(client.call("GET", f"/devices/{device_id}"))
+        print_json(client.call("GET", f"/devices/{device_id}"))
 
 
 @devices_app.command("tag")
@@ -117,6 +107,8 @@ def deploy(
     max_latency_ms: float | None = typer.Option(None, "--max-latency-ms", help="quality gate: candidate p95 latency"),
     max_alarm_shift: float | None = typer.Option(None, "--max-alarm-shift", help="quality gate: alarm-rate shift"),
     shadow_share: float = typer.Option(0.5, "--shadow-share", help="quality gate: share of frames shadowed"),
+    allow_downgrade: bool = typer.Option(False, "--allow-downgrade",
+                                         help="let devices install an older version than they run (recorded)"),
     server: str = SERVER, token: str | None = TOKEN,
 ) -> None:
     """Roll BUNDLE out to the devices the selector matches (only signature-verified bundles)."""
@@ -128,7 +120,8 @@ def deploy(
     quality = {k: v for k, v in bounds.items() if v is not None} or None
     spec = StrategySpec.model_validate({"name": strategy, "percent": percent, "batches": batches, "bake_s": bake,
                                         "failure_threshold": failure_threshold, "require_health": not no_health,
-                                        "quality": quality, "shadow_share": shadow_share})
+                                        "quality": quality, "shadow_share": shadow_share,
+                                        "allow_downgrade": allow_downgrade})
     body = {"bundle": bundle, "selector": parse_selector(to).model_dump(), "strategy": spec.model_dump()}
     with _client(server, token) as client:
         deployment = client.call("POST", "/deployments", json=body)
@@ -143,18 +136,18 @@ def deployments_list(status: str | None = typer.Option(None, "--status"), as_jso
     with _client(server, token) as client:
         items = client.call("GET", "/deployments", params={"status": status} if status else {})
     if as_json:
-        return _print_json(items)
+        return print_json(items)
     rows = [[d["id"], d["bundle_ref"], d["strategy"]["name"], d["status"],
              f"{d['current_batch'] + 1}/{d['batch_count']}",
              " ".join(f"{k}={v}" for k, v in sorted(d["progress"].items())), _ago(d["created_at"])] for d in items]
-    _table("deployments", ["id", "bundle", "strategy", "status", "batch", "progress", "created"], rows)
+    print_table("deployments", ["id", "bundle", "strategy", "status", "batch", "progress", "created"], rows)
 
 
 @deployments_app.command("show")
 def deployments_show(deployment_id: str, server: str = SERVER, token: str | None = TOKEN) -> None:
     """A deployment's targets and its full history."""
     with _client(server, token) as client:
-        _print_json(client.call("GET", f"/deployments/{deployment_id}"))
+        print_json(client.call("GET", f"/deployments/{deployment_id}"))
 
 
 @deployments_app.command("halt")
@@ -182,8 +175,11 @@ def _event_line(event: dict[str, Any]) -> str:
 @events_app.command("tail")
 def events_tail(device: str | None = typer.Option(None, "--device"), type_: str | None = typer.Option(None, "--type"),
                 lines: int = typer.Option(20, "-n", "--lines"), follow: bool = typer.Option(False, "-f", "--follow"),
+                as_json: bool = typer.Option(False, "--json", help="one JSON object per line (JSON Lines)"),
                 server: str = SERVER, token: str | None = TOKEN) -> None:
     """The latest events; with --follow, keep printing new ones as they arrive."""
+    show = (lambda event: typer.echo(json.dumps(event, sort_keys=True))) if as_json else \
+        (lambda event: typer.echo(_event_line(event)))
     params: dict[str, Any] = {"limit": lines}
     if device:
         params["device_id"] = device
@@ -192,7 +188,7 @@ def events_tail(device: str | None = typer.Option(None, "--device"), type_: str 
     with _client(server, token) as client:
         page = client.call("GET", "/events", params=params)
         for event in reversed(page["items"]):
-            typer.echo(_event_line(event))
+            show(event)
         if not follow:
             return
         for message in client.stream("/stream"):
@@ -200,7 +196,7 @@ def events_tail(device: str | None = typer.Option(None, "--device"), type_: str 
             if item.get("kind") != "event" or (device and item.get("device_id") != device) or \
                     (type_ and item.get("type") != type_):
                 continue
-            typer.echo(_event_line(item))
+            show(item)
 
 
 def simulate(

@@ -22,6 +22,27 @@ app = typer.Typer(
 
 _SKIP = {"main", "output"}
 
+# The extra that brings each heavy dependency: a device installs `edgewise[agent]` only, so a studio
+# or server command there must say what to install, not end in ModuleNotFoundError.
+EXTRA_OF_MODULE = {
+    **dict.fromkeys(("torch", "onnx", "onnxscript", "onnxslim", "optuna", "matplotlib", "sklearn", "torch_pruning",
+                     "tensorly", "tqdm"), "studio"),
+    **dict.fromkeys(("fastapi", "uvicorn", "uvloop", "httptools", "sqlalchemy", "alembic", "jinja2", "psycopg",
+                     "paho", "prometheus_client", "starlette"), "server"),
+    **dict.fromkeys(("onnxruntime", "httpx", "PIL", "cv2", "psutil"), "agent"),
+    "oras": "registry",
+}
+
+
+def missing_extra(error: ModuleNotFoundError) -> tuple[str, str] | None:
+    """(message, fix) when `error` is a dependency of one of our extras that is not installed."""
+    top = (error.name or "").split(".")[0]
+    extra = EXTRA_OF_MODULE.get(top)
+    if extra is None:
+        return None
+    return (f"this command needs edgewise[{extra}]: the module {top!r} is not installed",
+            f"pip install 'edgewise[{extra}]'")
+
 
 def _register_commands() -> None:
     """Each `edgewise.cli.<name>` module contributes its commands through `register(app)`."""
@@ -53,12 +74,18 @@ def _root(
 _register_commands()
 
 
+INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; EdgewiseError becomes `error: ...` + `fix: ...` and exit code 1."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        app(args=args, prog_name="edgewise", standalone_mode=False)
+        returned = app(args=args, prog_name="edgewise", standalone_mode=False)
+        if returned == INTERRUPTED:  # typer turns a KeyboardInterrupt into this return value, not a raise
+            typer.echo("interrupted", err=True)
+            return INTERRUPTED
     except EdgewiseError as error:
         if debug:
             raise
@@ -74,6 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return 130
+    except ModuleNotFoundError as missing:
+        explained = missing_extra(missing)
+        if explained is None or debug:
+            raise
+        typer.secho(f"error: {explained[0]}", fg=typer.colors.RED, err=True)
+        typer.echo(f"  fix: {explained[1]}", err=True)
+        return 1
     except Exception as click_error:
         # Usage errors (from click, or the click that typer vendors) carry their own message and exit code.
         show = getattr(click_error, "show", None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from edgewise.cli.bundle import STORE_HELP, default_store_url, describe_manifest
+from edgewise.cli.output import JSON_OUT, print_json
 
 registry_app = typer.Typer(help="Browse model versions, stages and lineage; promote versions.", no_args_is_help=True)
 
@@ -20,23 +21,28 @@ def _models(store: str | None):  # type: ignore[no-untyped-def]
 def list_versions(
     name: str | None = typer.Argument(None, help="model name (default: every model)"),
     store: str | None = typer.Option(None, "--store", envvar="EDGEWISE_STORE", help=STORE_HELP),
+    as_json: bool = JSON_OUT,
 ) -> None:
     """Every published version with its aliases, accuracy, size and digest."""
     models = _models(store)
     names = [name] if name else models.names()
-    if not names:
+    listed = [{"model": model_name, "version": version.published.version, "aliases": list(version.aliases),
+               "accuracy": version.metrics.accuracy, "size_bytes": version.metrics.size_bytes,
+               "digest": version.published.digest}
+              for model_name in names for version in models.versions(model_name)]
+    if as_json:
+        return print_json(listed)
+    if not listed:
         typer.echo(f"no bundles in {models.store.url}")
         return
     typer.echo(f"{'MODEL':<20} {'VERSION':<14} {'ALIASES':<22} {'ACCURACY':>9} {'SIZE':>11}  DIGEST")
-    for model_name in names:
-        for version in models.versions(model_name):
-            accuracy = version.metrics.accuracy
-            size = version.metrics.size_bytes
-            typer.echo(
-                f"{model_name:<20} {version.published.version:<14} {','.join(version.aliases) or '-':<22} "
-                f"{'-' if accuracy is None else f'{accuracy:.4f}':>9} {'-' if size is None else f'{size:,}':>11}  "
-                f"{version.published.digest[:19]}"
-            )
+    for item in listed:
+        accuracy, size = item["accuracy"], item["size_bytes"]
+        typer.echo(
+            f"{item['model']:<20} {item['version']:<14} {','.join(item['aliases']) or '-':<22} "
+            f"{'-' if accuracy is None else f'{accuracy:.4f}':>9} {'-' if size is None else f'{size:,}':>11}  "
+            f"{item['digest'][:19]}"
+        )
 
 
 @registry_app.command("show")

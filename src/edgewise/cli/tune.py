@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import typer
@@ -80,7 +81,9 @@ def tune(
     result = run_tune(request, distributions, run_objective, show_progress=progress)
     for trial in best_trials(result):
         typer.echo(f"best trial {trial.number}: values={trial.values} params={trial.params}")
-    typer.echo(f"study {study!r}: {len(result.trials)} trials; `edgewise tune report --study {study}` for details")
+    where = f" --storage {shlex.quote(storage)}" if storage else ""  # the hint must work exactly as printed
+    typer.echo(f"study {study!r}: {len(result.trials)} trials; "
+               f"`edgewise tune report --study {shlex.quote(study)}{where}` for details")
 
 
 @tune_app.command("best")
@@ -103,6 +106,7 @@ def report(
     study: str = typer.Option(..., "--study", help="study name"),
     storage: str | None = typer.Option(None, "--storage", help=STORAGE_HELP),
     out: Path = typer.Option(Path("tune-report"), "--out", help="folder for trials.csv, summary.json, plots"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary (trials, best, importances) as JSON"),
 ) -> None:
     """Trial table, best parameters, importances, history and Pareto plots (PNG + HTML)."""
     from edgewise.studio.tune.results import summary, write_report
@@ -111,6 +115,10 @@ def report(
     loaded = load_study(study, storage)
     written = write_report(loaded, out)
     info = summary(loaded)
+    if as_json:
+        from edgewise.cli.output import print_json
+
+        return print_json({**info, "written": {key: str(path) for key, path in written.items()}})
     typer.echo(f"trials: {info['trials']}")
     for entry in info["best"]:
         typer.echo(f"best trial {entry['number']}: values={entry['values']} params={entry['params']}")

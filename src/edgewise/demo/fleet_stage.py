@@ -79,6 +79,7 @@ class DemoFleet:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.operator: OperatorClient | None = None
+        self.dashboard_token = ""
 
     def start(self) -> None:
         self.say(f"starting the fleet server on {self.url} (SQLite, local bundle store)")
@@ -89,6 +90,9 @@ class DemoFleet:
         token = run_edgewise("server", "token", "create", "--scope", "admin", "--name", "demo", "--db", self.db_url,
                              log=log).strip().splitlines()[-1]
         self.operator = OperatorClient(self.url, token)
+        # A read-only token for the browser: the dashboard asks for one at /ui/login.
+        self.dashboard_token = run_edgewise("server", "token", "create", "--scope", "read", "--name",
+                                            "demo-dashboard", "--db", self.db_url, log=log).strip().splitlines()[-1]
         enroll = run_edgewise("server", "enroll-token", "create", "--uses", str(self.plan.devices), "--db",
                               self.db_url, log=log).strip().splitlines()[-1]
         for index in range(self.plan.devices):

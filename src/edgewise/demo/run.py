@@ -55,8 +55,12 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> list[summa
         issues = summary.problems(rows, built[-1].published.version, options.fleet.devices)
         if issues:
             raise EdgewiseError("demo finished with problems: " + "; ".join(issues), f"see the logs in {work / 'logs'}")
+        # soft_wrap: a URL or a token broken over two lines cannot be copied
         console.print(f"[green]done in {time.monotonic() - started:.0f}s[/green]. Dashboard: {fleet.url}/ui/ "
-                      f"(work dir {work})")
+                      f"(work dir {work})", soft_wrap=True)
+        console.print(f"  sign in at {fleet.url}/ui/login with the read-only token {fleet.dashboard_token}"
+                      + ("" if options.keep_running else " (run `edgewise demo --keep-running` to keep it up)"),
+                      soft_wrap=True)
         if options.keep_running:
             console.print("--keep-running: the server and agents stay up; press Ctrl-C to stop")
             while True:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from edgewise.core.errors import ModelError
-from edgewise.studio.compress.measure import input_shape
+from edgewise.core.errors import DatasetError, ModelError
+from edgewise.studio.compress.measure import input_shape, output_shape
 from edgewise.studio.compress.state import DataBundle
 
 
@@ -79,3 +79,37 @@ def load_data(data_dir: Path, image_size: int, batch_size: int) -> DataBundle:
 
     splits = load_splits(data_dir, image_size, batch_size, augment=False)
     return DataBundle(train=splits.train, val=splits.val, test=splits.test, classes=list(splits.classes))
+
+
+def check_model_matches_data(source: InputModel, data: DataBundle, data_dir: object) -> None:
+    """Refuse a dataset the model was not trained for: its accuracy there would be a meaningless number.
+
+    A checkpoint records its class names in output order, so names and order must agree; an ONNX
+    file records only how many outputs it has and how many channels it reads."""
+    if source.classes:
+        if source.classes != data.classes:
+            missing = [name for name in source.classes if name not in data.classes]
+            extra = [name for name in data.classes if name not in source.classes]
+            what = (f"the model has {_names(missing)} that the data lacks" if missing else
+                    f"the data has {_names(extra)} that the model lacks" if extra else
+                    "the same classes in another order")
+            raise DatasetError(
+                f"{source.path.name} was trained on classes {_names(source.classes)} but {data_dir} has "
+                f"{_names(data.classes)}: {what}",
+                "compress with the dataset the model was trained on (same class folders)")
+        return
+    outputs = output_shape(source.path)
+    if outputs and isinstance(outputs[-1], int) and outputs[-1] > 0 and outputs[-1] != len(data.classes):
+        raise DatasetError(
+            f"{source.path.name} has {outputs[-1]} outputs but {data_dir} has {len(data.classes)} classes",
+            "compress with the dataset the model was trained on")
+    inputs = input_shape(source.path)
+    channels = inputs[1] if len(inputs) == 4 else None
+    if isinstance(channels, int) and channels != 3:
+        raise DatasetError(f"{source.path.name} reads {channels}-channel images; edgewise datasets are RGB",
+                           "export the model for 3-channel (RGB) NCHW input")
+
+
+def _names(names: list[str], shown: int = 6) -> str:
+    listed = ", ".join(names[:shown]) + (f", ... ({len(names)} in all)" if len(names) > shown else "")
+    return f"[{listed}]"

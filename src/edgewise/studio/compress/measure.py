@@ -57,6 +57,12 @@ def input_shape(path: Path) -> list[int | str]:
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
 
 
+def output_shape(path: Path) -> list[int | str]:
+    model = onnx.load(str(path), load_external_data=False)
+    dims = model.graph.output[0].type.tensor_type.shape.dim
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
+
+
 def onnx_accuracy(path: Path, loader: Iterable, max_batches: int | None = None) -> float:
     """Top-1 accuracy in percent of the ONNX model on `loader`, run by ONNX Runtime."""
     sess = session(path, threads=int(os.environ.get("OMP_NUM_THREADS", "2")))

@@ -22,7 +22,13 @@ from edgewise.core.errors import RecipeError, TargetIncompatible
 from edgewise.core.hashing import sha256_file
 from edgewise.core.targets import Target, get_target
 from edgewise.studio.compress import measure
-from edgewise.studio.compress.inputs import InputModel, load_data, load_input_model, save_step_checkpoint
+from edgewise.studio.compress.inputs import (
+    InputModel,
+    check_model_matches_data,
+    load_data,
+    load_input_model,
+    save_step_checkpoint,
+)
 from edgewise.studio.compress.recipe import Recipe, load_recipe
 from edgewise.studio.compress.report import CompressionReport, StepMetrics, StepRecord, write_report
 from edgewise.studio.compress.state import CompressState, DataBundle
@@ -62,6 +68,7 @@ def run_compression(
                           "start from the training checkpoint (.pt) or use an ONNX-only recipe (quantize, slim)")
     input_hash = sha256_file(source.path)
     bundle = data if isinstance(data, DataBundle) else load_data(Path(data), source.image_size, options.batch_size)
+    check_model_matches_data(source, bundle, "the data" if isinstance(data, DataBundle) else Path(data))
     out_dir = Path(out_dir)
     runner = _Runner(source, bundle, target, out_dir, options)
     records = [runner.baseline()]

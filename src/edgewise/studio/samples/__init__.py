@@ -12,6 +12,7 @@ from pathlib import Path
 from edgewise.core.errors import ConfigError
 from edgewise.core.plugins import Registry
 from edgewise.studio.samples import digits, parts
+from edgewise.studio.samples._split import ProgressHook
 
 SampleWriter = Callable[..., Path]
 
@@ -23,9 +24,12 @@ SPLITS = ("train", "val", "test")
 
 
 def write_sample(
-    name: str, out_dir: Path, *, size: int | None = None, seed: int = 0, image_size: int = 32
+    name: str, out_dir: Path, *, size: int | None = None, seed: int = 0, image_size: int = 32,
+    on_image: ProgressHook | None = None,
 ) -> Path:
-    """Write sample dataset `name` under `out_dir` (train/val/test, one folder per class, PNGs)."""
+    """Write sample dataset `name` under `out_dir` (train/val/test, one folder per class, PNGs).
+
+    `on_image(done, total)` is called after every image, for a progress bar."""
     writer = SAMPLES.get(name)
     if size is not None and size < 12:
         raise ConfigError(f"--size {size} is too small", "use --size 12 or more so every split gets each class")
@@ -37,7 +41,7 @@ def write_sample(
         # Writing over an older sample would mix two datasets (and their digests) silently.
         raise ConfigError(f"{out_dir} already holds a dataset ({', '.join(split + '/' for split in existing)})",
                           "choose a new folder, or delete the old one first")
-    return writer(out_dir, size=size, seed=seed, image_size=image_size)
+    return writer(out_dir, size=size, seed=seed, image_size=image_size, on_image=on_image)
 
 
 __all__ = ["SAMPLES", "SPLITS", "write_sample"]

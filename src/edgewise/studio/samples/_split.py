@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 SPLIT_FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
+
+ProgressHook = Callable[[int, int], None]
+"""Called after each image is written with (images written, images in all)."""
 
 
 def split_indices(labels: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:

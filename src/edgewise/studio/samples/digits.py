@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from edgewise.core.errors import ConfigError
-from edgewise.studio.samples._split import split_indices, write_png
+from edgewise.studio.samples._split import ProgressHook, split_indices, write_png
 
 CLASSES = [str(digit) for digit in range(10)]
 
@@ -32,7 +32,8 @@ def _to_rgb(image_8x8: np.ndarray, image_size: int) -> np.ndarray:
     return np.asarray(big.convert("RGB"))
 
 
-def write_digits(out_dir: Path, *, size: int | None, seed: int, image_size: int) -> Path:
+def write_digits(out_dir: Path, *, size: int | None, seed: int, image_size: int,
+                 on_image: ProgressHook | None = None) -> Path:
     images, labels = _load_digits()
     rng = np.random.default_rng(seed)
     if size is not None and size < len(labels):
@@ -45,8 +46,12 @@ def write_digits(out_dir: Path, *, size: int | None, seed: int, image_size: int)
         ])
         chosen.sort()
         images, labels = images[chosen], labels[chosen]
+    done = 0
     for split, indices in split_indices(labels, rng).items():
         for index in indices:
             label = CLASSES[int(labels[index])]
             write_png(_to_rgb(images[index], image_size), out_dir / split / label / f"{index:05d}.png")
+            done += 1
+            if on_image is not None:
+                on_image(done, len(labels))
     return out_dir

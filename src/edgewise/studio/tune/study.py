@@ -95,7 +95,11 @@ def open_study(
 
 
 def load_study(name: str, storage: str | None) -> optuna.Study:
-    """An existing study, for `tune best` and `tune report`."""
+    """An existing study, for `tune best` and `tune report` (never creates an empty storage)."""
+    resolved = storage_url(storage)
+    if resolved.startswith("sqlite:///") and not Path(resolved.removeprefix("sqlite:///")).is_file():
+        raise ConfigError(f"no study storage at {resolved.removeprefix('sqlite:///')}",
+                          "pass the --storage the study ran with (`edgewise tune` prints it)")
     backend = open_storage(storage)
     try:
         return optuna.load_study(study_name=name, storage=backend)
