@@ -18,7 +18,7 @@ endpoint under the same request pattern, the best the stack could do, and "p99 /
 each row's p99 as a multiple of the ceiling's at the same N. "server CPU ms/request" is the
 CPU time of the server and its device process over the measured window (all threads, long polls
 and the rollout included) divided by its heartbeat and ingest requests (Linux only). The
-simulated devices use a minimal HTTP client (`edgewise.fleet.light_http`) so that the load
+simulated devices use a minimal HTTP client (`edgewise.fleet.tools.light_http`) so that the load
 generator, which shares the machine's cores with the server, costs a fifth of what httpx would.
 """
 
@@ -47,10 +47,10 @@ from edgewise.core.signing import PrivateKey  # noqa: E402
 from edgewise.core.wire import API_PREFIX  # noqa: E402
 from edgewise.fleet.auth import create_operator_token  # noqa: E402
 from edgewise.fleet.db import open_database  # noqa: E402
-from edgewise.fleet.enrollment import create_enrollment_token  # noqa: E402
-from edgewise.fleet.gc_tuning import tune_gc  # noqa: E402
-from edgewise.fleet.light_http import Connection, TransportError  # noqa: E402
-from edgewise.fleet.simulator import SimulationConfig, SimulationStats, close_all, enroll_all  # noqa: E402
+from edgewise.fleet.devices.enrollment import create_enrollment_token  # noqa: E402
+from edgewise.fleet.gateway.gc_tuning import tune_gc  # noqa: E402
+from edgewise.fleet.tools.light_http import Connection, TransportError  # noqa: E402
+from edgewise.fleet.tools.simulator import SimulationConfig, SimulationStats, close_all, enroll_all  # noqa: E402
 
 # Devices connect at random points of the first heartbeat period, as a running fleet has; that
 # ramp is not measured (the numbers are for a fleet held, not for a thousand devices arriving).

@@ -1,4 +1,4 @@
-"""Client CPU per request: httpx against edgewise.fleet.light_http, the simulator's client.
+"""Client CPU per request: httpx against edgewise.fleet.tools.light_http, the simulator's client.
 
     .venv/bin/python benchmarks/http_client.py --requests 3000 --clients 100
 
@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.services import free_port, wait_for_port  # noqa: E402
 
-from edgewise.fleet.light_http import Connection  # noqa: E402
+from edgewise.fleet.tools.light_http import Connection  # noqa: E402
 
 APP = '''
 from fastapi import FastAPI, Request

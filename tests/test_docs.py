@@ -65,3 +65,12 @@ def test_documented_command_exists_with_its_options(doc: str, line: str) -> None
         if word.startswith("--"):
             option = word.split("=", 1)[0]
             assert option in known, f"{doc}: `edgewise {' '.join(path)}` has no option {option} ({line})"
+
+
+def test_every_path_the_docs_name_exists() -> None:
+    # docs/architecture.md is the map of the tree: a module moved or renamed must move it too
+    named = {(doc.name, path) for doc in DOCS
+             for path in re.findall(r"`((?:src|tests|benchmarks)/[\w./-]+)`", doc.read_text())}
+    assert any(doc == "architecture.md" for doc, _ in named)
+    missing = sorted(f"{doc}: {path}" for doc, path in named if not (ROOT / path.rstrip("/")).exists())
+    assert not missing, missing

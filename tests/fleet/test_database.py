@@ -14,7 +14,7 @@ from edgewise.core.wire import ReportedState
 from edgewise.fleet.db import engine as engine_module
 from edgewise.fleet.db import open_database
 from edgewise.fleet.db.models import Device
-from edgewise.fleet.twin import apply_reports, lock_devices
+from edgewise.fleet.devices.twin import apply_reports, lock_devices
 
 
 def test_a_connection_the_database_dropped_is_replaced_before_use(postgres_url: str,

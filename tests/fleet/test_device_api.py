@@ -9,7 +9,7 @@ import pytest
 
 from edgewise.core.auth import signed_headers
 from edgewise.core.wire import API_PREFIX, EnrollResponse, IngestAck
-from edgewise.fleet.enrollment import create_enrollment_token
+from edgewise.fleet.devices.enrollment import create_enrollment_token
 from tests.fleet.conftest import DeviceClient, RunningServer
 
 

@@ -22,9 +22,9 @@ import pytest
 from edgewise.core.errors import AuthError, InternalError, ServiceUnavailable
 from edgewise.core.signing import PrivateKey
 from edgewise.fleet.app import create_app
-from edgewise.fleet.device_process import DeviceProcess, FrameReader, frame, portable
-from edgewise.fleet.device_requests import InProcessDeviceRequests
 from edgewise.fleet.errors import Forbidden
+from edgewise.fleet.gateway.device_process import DeviceProcess, FrameReader, frame, portable
+from edgewise.fleet.gateway.device_requests import InProcessDeviceRequests
 from tests.agent.fleet import wait_until
 from tests.fleet.conftest import RunningServer, make_settings, start_server
 from tests.services import free_port, wait_for_port

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from edgewise.fleet.forwarding import WEBHOOK_SIGNATURE_HEADER, webhook_signature
+from edgewise.fleet.devices.forwarding import WEBHOOK_SIGNATURE_HEADER, webhook_signature
 from edgewise.fleet.settings import ForwardingSettings
 from tests.fleet.conftest import make_settings, start_server
 from tests.services import free_port

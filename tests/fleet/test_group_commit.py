@@ -20,12 +20,12 @@ from edgewise.core.wire import AgentConfig, EnrollRequest, EventIn, IngestBatch,
 from edgewise.fleet.auth import DeviceAuthenticator, SignedRequest
 from edgewise.fleet.db import Database, open_database
 from edgewise.fleet.db.models import Bundle, Device, Event, Telemetry
-from edgewise.fleet.device_requests import InProcessDeviceRequests
-from edgewise.fleet.enrollment import create_enrollment_token, enroll
-from edgewise.fleet.group_commit import GroupCommit, Job, Outcome
-from edgewise.fleet.ingest import decode_images, store_batches
-from edgewise.fleet.notify import Notifier
-from edgewise.fleet.twin import apply_reports, read_desired_many
+from edgewise.fleet.devices.enrollment import create_enrollment_token, enroll
+from edgewise.fleet.devices.ingest import decode_images, store_batches
+from edgewise.fleet.devices.twin import apply_reports, read_desired_many
+from edgewise.fleet.gateway.device_requests import InProcessDeviceRequests
+from edgewise.fleet.gateway.group_commit import GroupCommit, Job, Outcome
+from edgewise.fleet.gateway.notify import Notifier
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 from edgewise.core.auth import signed_headers
 from edgewise.core.errors import InternalError
 from edgewise.core.wire import API_PREFIX, HEADER_TIMESTAMP
-from edgewise.fleet.device_process import portable
+from edgewise.fleet.gateway.device_process import portable
 from tests.fleet.conftest import DeviceClient, RunningServer
 
 

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from edgewise.fleet.light_http import Connection, TransportError
+from edgewise.fleet.tools.light_http import Connection, TransportError
 
 
 async def serve(replies: list[bytes], close_after_each: bool = False) -> tuple[asyncio.Server, list[bytes]]:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from edgewise.core.wire import SHADOW_EVENT_TYPE, QualityCriteria, ShadowReport
-from edgewise.fleet.quality_gate import Evidence, judge, pool
+from edgewise.fleet.rollouts.quality_gate import Evidence, judge, pool
 from tests.fleet.conftest import DeviceClient, RunningServer
 from tests.fleet.test_rollout import deploy, fleet_of, show, wait_for
 

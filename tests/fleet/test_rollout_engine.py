@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from edgewise.fleet.db import Database, open_database
 from edgewise.fleet.db.models import Bundle, Deployment, DeploymentHistory, DeploymentTarget, Device
-from edgewise.fleet.rollout import (
+from edgewise.fleet.rollouts.engine import (
     Changes,
     advance_all,
     create_deployment,
@@ -20,8 +20,8 @@ from edgewise.fleet.rollout import (
     evaluate_deferred,
     on_device_reports,
 )
-from edgewise.fleet.selectors import Selector
-from edgewise.fleet.strategies import StrategySpec
+from edgewise.fleet.rollouts.selectors import Selector
+from edgewise.fleet.rollouts.strategies import StrategySpec
 
 OLD, NEW = "sha256:" + "a" * 64, "sha256:" + "b" * 64
 

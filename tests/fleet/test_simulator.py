@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 
-from edgewise.fleet.simulator import SimulationConfig, run_simulation
+from edgewise.fleet.tools.simulator import SimulationConfig, run_simulation
 from tests.fleet.conftest import RunningServer
 
 

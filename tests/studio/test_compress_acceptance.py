@@ -1,4 +1,4 @@
-"""Acceptance of issue 3 on the real sample datasets (`parts`, `digits`): trains once per dataset.
+"""Compression acceptance on the real sample datasets (`parts`, `digits`): trains once per dataset.
 
 Slow (minutes on 2 cores): `pytest -m slow tests/studio/test_compress_acceptance.py`.
 """

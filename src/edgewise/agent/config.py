@@ -12,10 +12,11 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from edgewise.core.errors import ConfigError
 from edgewise.core.settings import StrictSettings
+from edgewise.core.validation import validate_as
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -122,19 +123,8 @@ class AgentSettings(StrictSettings):
     )
 
 
-def _describe(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors():
-        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        parts.append(f"{key}: {item['msg']}")
-    return "; ".join(parts)
-
-
 def parse_settings(data: dict[str, Any], origin: str = "agent settings") -> AgentSettings:
-    try:
-        return AgentSettings.model_validate(data)
-    except ValidationError as error:
-        raise ConfigError(f"{origin}: {_describe(error)}", "fix the key named above (see docs/agent.md)") from None
+    return validate_as(AgentSettings, data, origin, fix="fix the key named above (see docs/agent.md)")
 
 
 def load_settings(path: Path | None, overrides: dict[str, Any] | None = None) -> AgentSettings:

@@ -22,7 +22,7 @@ TOKEN = typer.Option(None, "--token", envvar="EDGEWISE_TOKEN", help="operator to
 
 
 def _client(server: str, token: str | None) -> Any:
-    from edgewise.fleet.client import OperatorClient
+    from edgewise.fleet.tools.operator_client import OperatorClient
 
     return OperatorClient(server, token)
 
@@ -112,8 +112,8 @@ def deploy(
     server: str = SERVER, token: str | None = TOKEN,
 ) -> None:
     """Roll BUNDLE out to the devices the selector matches (only signature-verified bundles)."""
-    from edgewise.fleet.selectors import parse_selector
-    from edgewise.fleet.strategies import StrategySpec
+    from edgewise.fleet.rollouts.selectors import parse_selector
+    from edgewise.fleet.rollouts.strategies import StrategySpec
 
     bounds = {"min_agreement": min_agreement, "max_latency_p95_ms": max_latency_ms,
               "max_alarm_rate_shift": max_alarm_shift}
@@ -212,7 +212,7 @@ def simulate(
     """Many lightweight simulated devices in one process: enroll, sync, report, send events, update."""
     import asyncio
 
-    from edgewise.fleet.simulator import SimulationConfig, run_simulation
+    from edgewise.fleet.tools.simulator import SimulationConfig, run_simulation
 
     config = SimulationConfig(server=server, devices=devices, enroll_token=enroll_token, duration_s=duration,
                               event_rate=event_rate, heartbeat_s=heartbeat, failing_digests=list(fail_digest))

@@ -91,7 +91,7 @@ def enroll_token_create(
     """Create a device enrollment token (one-time by default, expiring after --ttl)."""
     from edgewise.core.errors import ConfigError
     from edgewise.fleet.db import open_database
-    from edgewise.fleet.enrollment import create_enrollment_token
+    from edgewise.fleet.devices.enrollment import create_enrollment_token
 
     if any("=" not in t for t in tag):
         raise ConfigError("--tag takes KEY=VALUE", "e.g. --tag site=paris")

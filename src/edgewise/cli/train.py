@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from edgewise.core.errors import ConfigError
+from edgewise.core.validation import describe_validation
 
 
 def train_command(
@@ -54,8 +55,7 @@ def train_command(
             image_size=image_size, width=width, seed=seed, device=device, num_threads=threads,
         )
     except ValidationError as error:
-        first = error.errors()[0]
-        raise ConfigError(f"invalid option {first['loc'][0]}: {first['msg']}") from None
+        raise ConfigError(f"invalid option {describe_validation(error, first_only=True)}") from None
     result = train(config, data, out, progress=progress)
     typer.echo(f"best val accuracy {result.best_val_accuracy:.4f}, test accuracy {result.test_accuracy:.4f} "
                f"after {len(result.history)} epochs")

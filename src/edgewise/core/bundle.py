@@ -28,6 +28,7 @@ from edgewise.core.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest
 from edgewise.core.signing import PrivateKey, PublicKey
 from edgewise.core.strict_json import StrictJSONError
 from edgewise.core.strict_json import loads as strict_loads
+from edgewise.core.validation import describe_validation
 
 SIGNATURE_ALGORITHM = "ed25519"
 _RESERVED = {MANIFEST_NAME, SIGNATURE_NAME}
@@ -124,9 +125,7 @@ def _validated(data: object, path: str) -> Manifest:
     try:
         return Manifest.model_validate(data)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(root)"
-        raise InvalidBundle(f"{path} is malformed at {where}: {first['msg']}") from None
+        raise InvalidBundle(f"{path} is malformed at {describe_validation(error, first_only=True)}") from None
 
 
 def sign_bundle(bundle_dir: Path, key: PrivateKey) -> None:

@@ -36,6 +36,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from edgewise.core.errors import ProtocolError
 from edgewise.core.strict_json import StrictJSONError, text_problem
 from edgewise.core.strict_json import loads as strict_loads
+from edgewise.core.validation import describe_validation
 
 API_PREFIX = "/api/v1"
 MAX_CLOCK_SKEW_S = 300
@@ -111,9 +112,7 @@ def parse_wire(model: type[W], data: bytes, what: str) -> W:
     except StrictJSONError as error:
         raise ProtocolError(f"{what} is not valid JSON: {error.message}") from None
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(root)"
-        raise ProtocolError(f"{what} is malformed at {where}: {first['msg']}") from None
+        raise ProtocolError(f"{what} is malformed at {describe_validation(error, first_only=True)}") from None
 
 
 class ErrorBody(Wire):

@@ -8,10 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from edgewise.core.errors import EdgewiseError, ServiceUnavailable
 from edgewise.demo.processes import ProcessGroup, free_port, run_edgewise, wait_http_ok
+from edgewise.fleet.tools.operator_client import OperatorClient
 
 FINISHED = {"completed", "succeeded", "done", "halted", "failed", "rolled-back", "rolled_back"}
 SUCCEEDED = {"completed", "succeeded", "done"}
@@ -24,50 +23,6 @@ class FleetPlan:
     canary_percent: float = 33.0  # one camera of the default three goes first
     bake_s: float = 4.0
     rollout_timeout_s: float = 240.0
-
-
-class OperatorClient:
-    """The operator side of the API, with an admin token."""
-
-    def __init__(self, base_url: str, token: str) -> None:
-        self.http = httpx.Client(base_url=base_url + "/api/v1", timeout=30,
-                                 headers={"Authorization": f"Bearer {token}"})
-
-    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.http.request(method, path, **kwargs)
-        if response.status_code >= 400:
-            try:
-                error = response.json()["error"]
-                message, fix = error["message"], error.get("fix", "")
-            except (ValueError, KeyError, TypeError):
-                message, fix = response.text[:200], ""
-            raise EdgewiseError(f"server refused {method} {path}: {message}", fix or "see the server log")
-        return response.json()
-
-    def deploy(self, bundle_ref: str, strategy: dict[str, Any]) -> dict[str, Any]:
-        return self._json("POST", "/deployments", json={"bundle": bundle_ref, "strategy": strategy})
-
-    def deployment(self, deployment_id: str) -> dict[str, Any]:
-        return self._json("GET", f"/deployments/{deployment_id}")
-
-    def devices(self) -> list[dict[str, Any]]:
-        return self._json("GET", "/devices", params={"limit": 1000})["items"]
-
-    def events_of(self, device_id: str) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = []
-        before: int | None = None
-        while True:
-            params: dict[str, Any] = {"device_id": device_id, "limit": 1000}
-            if before is not None:
-                params["before_id"] = before
-            page = self._json("GET", "/events", params=params)
-            events.extend(page["items"])
-            before = page.get("next_before_id")
-            if not before or not page["items"]:
-                return events
-
-    def telemetry_of(self, device_id: str) -> list[dict[str, Any]]:
-        return self._json("GET", "/telemetry", params={"device_id": device_id, "limit": 50})
 
 
 class DemoFleet:

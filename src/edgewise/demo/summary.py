@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from edgewise.demo.fleet_stage import OperatorClient
+from edgewise.fleet.tools.operator_client import OperatorClient
 
 
 @dataclass

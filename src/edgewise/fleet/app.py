@@ -17,16 +17,16 @@ from edgewise.core.signing import load_public_key
 from edgewise.core.wire import API_PREFIX
 from edgewise.fleet.api import admin, data, deployments, device, devices, quality
 from edgewise.fleet.auth import DeviceAuthenticator
-from edgewise.fleet.bundles import BundleCatalog, BundleStore, add_trusted_key
 from edgewise.fleet.context import ServerContext
 from edgewise.fleet.db import Database, open_database
-from edgewise.fleet.device_requests import DeviceRequests, InProcessDeviceRequests, build_group_commit
-from edgewise.fleet.errors import install_error_handlers
-from edgewise.fleet.forwarding import Forwarder
-from edgewise.fleet.gc_tuning import tune_gc
+from edgewise.fleet.devices.forwarding import Forwarder
+from edgewise.fleet.gateway.device_requests import DeviceRequests, InProcessDeviceRequests, build_group_commit
+from edgewise.fleet.gateway.gc_tuning import tune_gc
+from edgewise.fleet.gateway.notify import Notifier
 from edgewise.fleet.housekeeping import Housekeeper
+from edgewise.fleet.http_errors import install_error_handlers
 from edgewise.fleet.http_guard import FailedAuthGuard, LimitBodySize, TextGuard
-from edgewise.fleet.notify import Notifier
+from edgewise.fleet.rollouts.bundles import BundleCatalog, BundleStore, add_trusted_key
 from edgewise.fleet.settings import ServerSettings
 
 log = logging.getLogger("edgewise.fleet")
@@ -54,7 +54,7 @@ def _device_requests(settings: ServerSettings, db: Database, devices: DeviceAuth
     `device_process=False`, for an in-memory SQLite database, which no other process can open, and
     off POSIX (the process is handed its socket by file descriptor)."""
     if settings.device_process and not db.in_memory and os.name == "posix":
-        from edgewise.fleet.device_process import DeviceProcess
+        from edgewise.fleet.gateway.device_process import DeviceProcess
 
         return DeviceProcess(settings)
     return InProcessDeviceRequests(build_group_commit(db, devices, settings))

@@ -8,13 +8,13 @@ from typing import Any
 from fastapi import Request
 
 from edgewise.fleet.auth import DeviceAuthenticator
-from edgewise.fleet.bundles import BundleCatalog
 from edgewise.fleet.db import Database
-from edgewise.fleet.device_requests import DeviceRequests
-from edgewise.fleet.forwarding import Forwarder
+from edgewise.fleet.devices.forwarding import Forwarder
+from edgewise.fleet.gateway.device_requests import DeviceRequests
+from edgewise.fleet.gateway.notify import Notifier
 from edgewise.fleet.http_guard import FailedAuthLimiter
-from edgewise.fleet.notify import Notifier
-from edgewise.fleet.rollout import Changes
+from edgewise.fleet.rollouts.bundles import BundleCatalog
+from edgewise.fleet.rollouts.engine import Changes
 from edgewise.fleet.settings import ServerSettings
 
 

@@ -8,7 +8,7 @@ from sqlalchemy import delete, select
 
 from edgewise.fleet.context import ServerContext
 from edgewise.fleet.db.models import Device, Event, Telemetry
-from edgewise.fleet.rollout import advance_all
+from edgewise.fleet.rollouts.engine import advance_all
 
 RETENTION_EVERY_S = 3600.0
 

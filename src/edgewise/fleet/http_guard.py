@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from edgewise.core.auth import signing_headers
 from edgewise.core.errors import AuthError
 from edgewise.core.wire import API_PREFIX
-from edgewise.fleet.errors import error_response
+from edgewise.fleet.http_errors import error_response
 
 DEVICE_PREFIX = API_PREFIX + "/device/"
 
@@ -243,6 +243,11 @@ class LimitBodySize:
         await response(scope, receive, send)
 
 
-class BodyTooLarge(Exception):
+class BodyTooLarge(Exception):  # noqa: N818 - a signal between two layers of this module, not an error to show
+    """Raised by the counting `receive` into the app, caught by `LimitBodySize` around it.
+
+    Deliberately not an EdgewiseError: the app answers those itself (a 400) before this
+    middleware could turn it into the 413 it is."""
+
     def __init__(self, limit: int) -> None:
         super().__init__(f"request body over {limit} bytes")

@@ -21,6 +21,7 @@ from edgewise.core.bundle import create_bundle
 from edgewise.core.errors import ConfigError, InvalidBundle
 from edgewise.core.hashing import sha256_bytes, sha256_file
 from edgewise.core.manifest import InputSpec, Lineage, Manifest, Metrics, OutputSpec, Task, Variant
+from edgewise.core.validation import describe_validation
 
 # The preprocessing studio-trained models expect (see studio/datasets.py): RGB in [0,1], (x-0.5)/0.5.
 STUDIO_MEAN = [0.5, 0.5, 0.5]
@@ -240,11 +241,8 @@ def _build(out_dir: Path, variants: list[VariantSource], options: BundleOptions,
     try:
         manifest = _manifest(variants, options, metrics, recipe, size, single)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(
-            f"bundle manifest field {where}: {first['msg']}", "fix the bundle option named above"
-        ) from None
+        raise ConfigError(f"bundle manifest field {describe_validation(error, first_only=True)}",
+                          "fix the bundle option named above") from None
     files = {variant.file: source.path for variant, source in zip(manifest.variants, variants, strict=True)}
     return create_bundle(out_dir, manifest, files)
 

@@ -17,10 +17,10 @@ from edgewise.fleet.api.schemas import (
 )
 from edgewise.fleet.api.strict_route import StrictJSONRoute
 from edgewise.fleet.auth import Operator, create_operator_token
-from edgewise.fleet.bundles import add_trusted_key
 from edgewise.fleet.context import context_of
 from edgewise.fleet.db.models import TrustedKey
-from edgewise.fleet.enrollment import create_enrollment_token
+from edgewise.fleet.devices.enrollment import create_enrollment_token
+from edgewise.fleet.rollouts.bundles import add_trusted_key
 
 router = APIRouter(tags=["admin"], responses=ERRORS, route_class=StrictJSONRoute)  # type: ignore[arg-type]
 

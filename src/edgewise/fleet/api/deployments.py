@@ -22,7 +22,7 @@ from edgewise.fleet.auth import Operator
 from edgewise.fleet.context import ServerContext, context_of
 from edgewise.fleet.db.models import Bundle, Deployment, DeploymentHistory, DeploymentTarget, Device
 from edgewise.fleet.errors import NotFound
-from edgewise.fleet.rollout import Changes, create_deployment, halt, progress, rollback
+from edgewise.fleet.rollouts.engine import Changes, create_deployment, halt, progress, rollback
 
 router = APIRouter(tags=["deployments"], responses=ERRORS, route_class=StrictJSONRoute)  # type: ignore[arg-type]
 

@@ -25,9 +25,9 @@ from edgewise.core.wire import (
 from edgewise.fleet.api.strict_route import StrictJSONRoute
 from edgewise.fleet.auth import AuthedDevice, SignedRequest
 from edgewise.fleet.context import context_of
-from edgewise.fleet.device_requests import DESIRED, DESIRED_RECHECK, INGEST, STATE
-from edgewise.fleet.enrollment import enroll
-from edgewise.fleet.twin import ReportOutcome
+from edgewise.fleet.devices.enrollment import enroll
+from edgewise.fleet.devices.twin import ReportOutcome
+from edgewise.fleet.gateway.device_requests import DESIRED, DESIRED_RECHECK, INGEST, STATE
 
 ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 413, 422, 429, 503)}
 router = APIRouter(tags=["device"], responses=ERRORS, route_class=StrictJSONRoute)  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""Operator endpoints for issue 9's data: captured frames (paged, with or without images) and shadow reports."""
+"""Operator endpoints for quality data: captured frames (paged, with or without images) and shadow reports."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from edgewise.fleet.auth import Operator
 from edgewise.fleet.context import context_of
 from edgewise.fleet.db.models import CapturedFrameRow, ShadowReportRow
 from edgewise.fleet.errors import NotFound
-from edgewise.fleet.shadow_store import captured_frame
+from edgewise.fleet.rollouts.shadow_results import captured_frame
 
 router = APIRouter(tags=["quality"], responses=ERRORS, route_class=StrictJSONRoute)  # type: ignore[arg-type]
 

@@ -7,8 +7,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgewise.core.wire import Name, Text
-from edgewise.fleet.selectors import Selector
-from edgewise.fleet.strategies import StrategySpec
+from edgewise.fleet.rollouts.selectors import Selector
+from edgewise.fleet.rollouts.strategies import StrategySpec
 
 
 class Out(BaseModel):

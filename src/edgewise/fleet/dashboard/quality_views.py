@@ -1,4 +1,4 @@
-"""Dashboard pages for issue 9: shadow results (per candidate and device) and captured frames."""
+"""Dashboard pages for quality gates: shadow results (per candidate and device) and captured frames."""
 
 from __future__ import annotations
 

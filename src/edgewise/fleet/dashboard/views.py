@@ -23,7 +23,7 @@ from edgewise.fleet.context import ServerContext, context_of
 from edgewise.fleet.dashboard.charts import line_chart
 from edgewise.fleet.db.models import Bundle, Deployment, Device, Event, Telemetry
 from edgewise.fleet.errors import NotFound
-from edgewise.fleet.rollout import progress
+from edgewise.fleet.rollouts.engine import progress
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from edgewise.core.errors import RecipeError
+from edgewise.core.validation import Location, validate_as
 from edgewise.studio.compress.steps import STEPS, Step
 
 BUILTIN_PACKAGE = "edgewise.studio.compress.recipes"
@@ -47,11 +48,9 @@ class Recipe(BaseModel):
                 raise RecipeError(f"recipe {self.name!r} step {position}: unknown step {spec.step!r}",
                                   f"use one of: {', '.join(STEPS.names())}")
             step_class = STEPS.get(spec.step)
-            try:
-                params = step_class.Params.model_validate(spec.params)
-            except ValidationError as error:
-                raise RecipeError(f"recipe {self.name!r} step {position} ({spec.step}): {_describe(error)}",
-                                  f"see the `{spec.step}` parameters in docs/compress.md") from None
+            params = validate_as(step_class.Params, spec.params, f"recipe {self.name!r} step {position} ({spec.step})",
+                                 error=RecipeError, fix=f"see the `{spec.step}` parameters in docs/compress.md",
+                                 where=_field)
             built.append(step_class(params))
         _check_order(self.name, built)
         return built
@@ -67,12 +66,8 @@ class Recipe(BaseModel):
         return precision
 
 
-def _describe(error: ValidationError) -> str:
-    parts = []
-    for problem in error.errors():
-        field = ".".join(str(item) for item in problem["loc"]) or "params"
-        parts.append(f"field {field!r}: {problem['msg']}")
-    return "; ".join(parts)
+def _field(loc: Location) -> str:
+    return f"field {'.'.join(str(item) for item in loc) or 'params'!r}"
 
 
 def _check_order(recipe_name: str, steps: list[Step]) -> None:
@@ -107,10 +102,8 @@ def parse_recipe(data: object, source: str) -> Recipe:
             steps.append({"step": name, "params": params or {}})
         else:
             raise RecipeError(f"recipe {source} step {position}: write it as `- STEP: {{param: value}}`")
-    try:
-        return Recipe.model_validate({**data, "steps": steps, "name": data.get("name", source)})
-    except ValidationError as error:
-        raise RecipeError(f"recipe {source}: {_describe(error)}") from None
+    return validate_as(Recipe, {**data, "steps": steps, "name": data.get("name", source)}, f"recipe {source}",
+                       error=RecipeError, where=_field)
 
 
 def builtin_recipes() -> dict[str, Recipe]:

@@ -22,6 +22,7 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from edgewise.core.errors import ConfigError
+from edgewise.core.validation import describe_validation
 from edgewise.studio.tune.space import SearchSpace
 from edgewise.studio.tune.study import worker_id
 from edgewise.studio.tune.testfunctions import evaluate, grid_space
@@ -108,7 +109,8 @@ class TrainingObjective:
         try:
             return TrainConfig(**values)
         except ValidationError as error:
-            raise ConfigError(f"search space gives an invalid training config: {error.errors()[0]['msg']}") from None
+            raise ConfigError("search space gives an invalid training config: "
+                              + describe_validation(error, first_only=True)) from None
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         from edgewise.studio.train import train

@@ -27,9 +27,10 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edgewise.core.errors import ConfigError
+from edgewise.core.validation import Location, validate_as
 
 CategoricalChoice = str | int | float | bool | None
 
@@ -129,10 +130,8 @@ def parse_space(data: object, source: str = "<space>") -> SearchSpace:
         raise ConfigError(f"{source}: 'params' must be a non-empty mapping of name -> definition")
     for name, definition in params.items():
         _check_param_shape(source, str(name), definition)
-    try:
-        return SearchSpace.model_validate(data)
-    except ValidationError as error:
-        raise ConfigError(f"{source}: {_describe(error)}", "see docs/tune.md for the space format") from None
+    return validate_as(SearchSpace, data, source, fix="see docs/tune.md for the space format", where=_where,
+                       first_only=True)
 
 
 def _check_param_shape(source: str, name: str, definition: object) -> None:
@@ -145,14 +144,12 @@ def _check_param_shape(source: str, name: str, definition: object) -> None:
         )
 
 
-def _describe(error: ValidationError) -> str:
-    first = error.errors()[0]
-    location = [str(part) for part in first["loc"] if str(part) not in PARAM_TYPES]
-    where = ".".join(location)
+def _where(loc: Location) -> str:
+    """`parameter 'lr' field 'low'` rather than pydantic's `params.lr.float.low`."""
+    location = [str(part) for part in loc if str(part) not in PARAM_TYPES]
     if len(location) >= 2 and location[0] == "params":
-        where = f"parameter {location[1]!r}" + (f" field {'.'.join(location[2:])!r}" if location[2:] else "")
-    message = first["msg"].removeprefix("Value error, ")
-    return f"{where}: {message}" if where else message
+        return f"parameter {location[1]!r}" + (f" field {'.'.join(location[2:])!r}" if location[2:] else "")
+    return ".".join(location)
 
 
 def load_space(path: str | Path) -> SearchSpace:

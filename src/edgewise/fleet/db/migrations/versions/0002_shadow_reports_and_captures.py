@@ -1,4 +1,4 @@
-"""shadow assignments, shadow reports and captured frames (issue 9)
+"""shadow assignments, shadow reports and captured frames
 
 Revision ID: 0002
 Revises: 0001

@@ -1,7 +1,7 @@
 """Rollout strategies: each splits the selected devices into ordered batches.
 
 A strategy is a plug-in (`STRATEGIES`): a function from the spec and the device ids (online and
-healthy devices first) to a list of batches. The rollout engine (`rollout.py`) then assigns batch
+healthy devices first) to a list of batches. The rollout engine (`engine.py`) then assigns batch
 after batch, baking between them, and halts past the failure threshold, whatever the strategy.
 """
 

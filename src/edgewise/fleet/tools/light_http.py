@@ -16,9 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from edgewise.core.errors import ServiceUnavailable
 
-class TransportError(Exception):
+
+class TransportError(ServiceUnavailable):
     """The connection failed, closed early or timed out; the request may or may not have arrived."""
+
+    default_fix = "check that the server runs and the URL is right; the request may be retried"
 
 
 @dataclass

@@ -12,10 +12,10 @@ from edgewise.core.errors import AuthError, ConfigError
 from edgewise.core.signing import PublicKey
 from edgewise.core.wire import AgentConfig, EnrollRequest, EnrollResponse, PublisherKey
 from edgewise.fleet.auth import hash_token, new_secret
-from edgewise.fleet.bundles import trusted_keys
 from edgewise.fleet.db import Database
 from edgewise.fleet.db.models import Device, EnrollmentToken
 from edgewise.fleet.errors import Conflict, Forbidden
+from edgewise.fleet.rollouts.bundles import trusted_keys
 
 
 def create_enrollment_token(

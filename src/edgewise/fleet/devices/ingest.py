@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from edgewise.core.errors import ProtocolError
 from edgewise.core.wire import SHADOW_EVENT_TYPE, EventIn, IngestAck, IngestBatch, TelemetryIn
 from edgewise.fleet.db.models import Device, Event, Telemetry
-from edgewise.fleet.shadow_store import decode_capture, store_captures, store_shadow_reports
+from edgewise.fleet.rollouts.shadow_results import decode_capture, store_captures, store_shadow_reports
 
 MAX_SNAPSHOT_BYTES = 2 << 20
 

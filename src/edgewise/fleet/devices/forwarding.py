@@ -23,7 +23,7 @@ from edgewise.core.errors import ConfigError
 from edgewise.core.plugins import Registry
 from edgewise.fleet.settings import ForwardingSettings
 
-log = logging.getLogger("edgewise.fleet.forwarding")
+log = logging.getLogger("edgewise.fleet.devices.forwarding")
 WEBHOOK_SIGNATURE_HEADER = "X-Edgewise-Webhook-Signature"
 
 

@@ -1,4 +1,4 @@
-"""A small operator client for the fleet API (used by the CLI); errors come back as our errors."""
+"""A small operator client for the fleet API (the CLI and the demo use it); errors come back as our errors."""
 
 from __future__ import annotations
 
@@ -40,6 +40,32 @@ class OperatorClient:
         if response.status_code >= 400:
             raise _error_from(response)
         return response.json() if response.content else None
+
+    def deploy(self, bundle_ref: str, strategy: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.call("POST", "/deployments", json={"bundle": bundle_ref, "strategy": strategy}))
+
+    def deployment(self, deployment_id: str) -> dict[str, Any]:
+        return dict(self.call("GET", f"/deployments/{deployment_id}"))
+
+    def devices(self) -> list[dict[str, Any]]:
+        return list(self.call("GET", "/devices", params={"limit": 1000})["items"])
+
+    def events_of(self, device_id: str) -> list[dict[str, Any]]:
+        """Every event of one device, newest first, following the pages to the end."""
+        events: list[dict[str, Any]] = []
+        before: int | None = None
+        while True:
+            params: dict[str, Any] = {"device_id": device_id, "limit": 1000}
+            if before is not None:
+                params["before_id"] = before
+            page = self.call("GET", "/events", params=params)
+            events.extend(page["items"])
+            before = page.get("next_before_id")
+            if not before or not page["items"]:
+                return events
+
+    def telemetry_of(self, device_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        return list(self.call("GET", "/telemetry", params={"device_id": device_id, "limit": limit}))
 
     def stream(self, path: str, **params: Any) -> Iterator[str]:
         """`data:` payloads of a Server-Sent-Events endpoint, until the server closes it."""

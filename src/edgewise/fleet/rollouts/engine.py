@@ -22,10 +22,10 @@ from edgewise.core.errors import ConfigError
 from edgewise.fleet.db.ids import dialect_of, ids_match
 from edgewise.fleet.db.models import Bundle, Deployment, DeploymentHistory, DeploymentTarget, Device
 from edgewise.fleet.errors import Conflict, NotFound
-from edgewise.fleet.quality_gate import Verdict, judge, pool
-from edgewise.fleet.selectors import Selector, matches
-from edgewise.fleet.shadow_store import assign_shadow, clear_shadow, reports_for
-from edgewise.fleet.strategies import StrategySpec, plan
+from edgewise.fleet.rollouts.quality_gate import Verdict, judge, pool
+from edgewise.fleet.rollouts.selectors import Selector, matches
+from edgewise.fleet.rollouts.shadow_results import assign_shadow, clear_shadow, reports_for
+from edgewise.fleet.rollouts.strategies import StrategySpec, plan
 
 ACTIVE = "rolling"
 SHADOWING = "shadowing"  # quality gate: the first batch runs the candidate in shadow

@@ -21,7 +21,7 @@ from edgewise.core.auth import signed_headers
 from edgewise.core.errors import AuthError, ServiceUnavailable
 from edgewise.core.signing import PrivateKey
 from edgewise.core.wire import API_PREFIX
-from edgewise.fleet.light_http import Connection, Reply, TransportError
+from edgewise.fleet.tools.light_http import Connection, Reply, TransportError
 
 _TLS = ssl.create_default_context()  # shared: building one per device costs milliseconds each
 

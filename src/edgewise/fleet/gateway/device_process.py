@@ -3,8 +3,8 @@
 One Python process has one GIL: the HTTP stack (parsing, routing, validation, responses) and the
 device work (signature checks, nonces, every heartbeat and event batch written, long polls read)
 took turns on one core however many the machine has, and the requests queued behind each other.
-Here the server starts a second process, `python -m edgewise.fleet.device_process FD`, that runs
-the group commit (`edgewise.fleet.group_commit`) and nothing else; the two talk over a socket pair:
+Here the server starts a second process, `python -m edgewise.fleet.gateway.device_process FD`, that runs
+the group commit (`edgewise.fleet.gateway.group_commit`) and nothing else; the two talk over a socket pair:
 
     server ── ("settings", json) ─► device process        once, at start
            ◄─ ("ready", pid) ──────
@@ -36,8 +36,8 @@ import threading
 from typing import Any
 
 from edgewise.core.errors import EdgewiseError, InternalError, ServiceUnavailable
-from edgewise.fleet.device_requests import Answer, DeviceRequests, answers_of
-from edgewise.fleet.group_commit import Job, Outcome
+from edgewise.fleet.gateway.device_requests import Answer, DeviceRequests, answers_of
+from edgewise.fleet.gateway.group_commit import Job, Outcome
 from edgewise.fleet.settings import ServerSettings
 
 log = logging.getLogger("edgewise.fleet")
@@ -207,7 +207,8 @@ def launch(settings: ServerSettings) -> tuple[subprocess.Popen[bytes], socket.so
     its socket (non-blocking, for the event loop)."""
     ours, theirs = socket.socketpair()
     try:
-        process = subprocess.Popen([sys.executable, "-m", "edgewise.fleet.device_process", str(theirs.fileno())],
+        # `-m __name__`: this very module, run by its importable name (see the `__main__` block)
+        process = subprocess.Popen([sys.executable, "-m", __name__, str(theirs.fileno())],
                                    pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
     except OSError as error:
         ours.close()
@@ -300,7 +301,7 @@ class _Answers:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The device process: `python -m edgewise.fleet.device_process FD` (started by the server)."""
+    """The device process: `python -m edgewise.fleet.gateway.device_process FD` (started by the server)."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or not args[0].isdigit():
         print("edgewise's fleet server starts this process itself; run `edgewise server`", file=sys.stderr)
@@ -322,8 +323,8 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(link: socket.socket, reader: FrameReader, settings: ServerSettings, pending: list[Any]) -> int:
     from edgewise.fleet.auth import DeviceAuthenticator
     from edgewise.fleet.db import open_database
-    from edgewise.fleet.device_requests import build_group_commit
-    from edgewise.fleet.gc_tuning import tune_gc
+    from edgewise.fleet.gateway.device_requests import build_group_commit
+    from edgewise.fleet.gateway.gc_tuning import tune_gc
 
     db = open_database(settings.db_url, run_migrations=False)  # the server migrated it before starting us
     commit = build_group_commit(db, DeviceAuthenticator(db), settings)
@@ -352,6 +353,6 @@ def _serve(link: socket.socket, reader: FrameReader, settings: ServerSettings, p
 if __name__ == "__main__":
     # Run the imported module, not this `__main__` copy of it: what it pickles then names its
     # classes by their importable module, which the server can unpickle.
-    from edgewise.fleet import device_process as _importable
+    from edgewise.fleet.gateway import device_process as _importable
 
     sys.exit(_importable.main())

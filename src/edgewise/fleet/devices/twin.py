@@ -12,11 +12,11 @@ from sqlalchemy import Select, String, Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from edgewise.core.wire import BundleRef, DesiredState, ReportedState
-from edgewise.fleet.bundles import archive_url
 from edgewise.fleet.db.ids import dialect_of, ids_match
 from edgewise.fleet.db.models import Bundle, Device, ShadowAssignment
 from edgewise.fleet.errors import NotFound
-from edgewise.fleet.rollout import Changes, on_device_reports
+from edgewise.fleet.rollouts.bundles import archive_url
+from edgewise.fleet.rollouts.engine import Changes, on_device_reports
 
 _BUNDLE_REFS: dict[tuple[str, str], BundleRef] = {}  # (database url, digest) -> its reference
 _BUNDLE_REFS_KEPT = 1024

@@ -1,8 +1,8 @@
 """Device requests as the HTTP endpoints see them: `await requests.submit(kind, payload, signed)`.
 
-The work itself is the group commit's (`edgewise.fleet.group_commit`): what each kind of request
+The work itself is the group commit's (`edgewise.fleet.gateway.group_commit`): what each kind of request
 does is `device_handlers` below. It runs either here, in the server's own process
-(`InProcessDeviceRequests`), or in a process of its own (`edgewise.fleet.device_process`), so that
+(`InProcessDeviceRequests`), or in a process of its own (`edgewise.fleet.gateway.device_process`), so that
 the HTTP server and the device work each have a core and a GIL. Both answer the waiting request
 the same way (`DeviceRequests`), on the event loop, and time the written ones: a rollout paces
 itself by `latency()`.
@@ -21,11 +21,11 @@ from sqlalchemy.orm import Session
 from edgewise.core.errors import AuthError, ServiceUnavailable
 from edgewise.fleet.auth import AuthedDevice, DeviceAuthenticator, SignedRequest
 from edgewise.fleet.db import Database
-from edgewise.fleet.group_commit import GroupCommit, Handler, Job, Outcome
-from edgewise.fleet.ingest import decode_images, store_batches
-from edgewise.fleet.rollout import Changes, defer_evaluation, evaluate_deferred
+from edgewise.fleet.devices.ingest import decode_images, store_batches
+from edgewise.fleet.devices.twin import apply_reports, lock_devices, read_desired_many
+from edgewise.fleet.gateway.group_commit import GroupCommit, Handler, Job, Outcome
+from edgewise.fleet.rollouts.engine import Changes, defer_evaluation, evaluate_deferred
 from edgewise.fleet.settings import ServerSettings
-from edgewise.fleet.twin import apply_reports, lock_devices, read_desired_many
 
 DESIRED, DESIRED_RECHECK, STATE, INGEST = "desired", "desired-recheck", "state", "ingest"
 LATENCY_WEIGHT = 0.05  # `latency()` averages written requests, each weighing this much (about the last 20)

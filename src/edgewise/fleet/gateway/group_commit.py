@@ -22,8 +22,8 @@ A batch that fails as a whole is rolled back and run again one request per trans
 request fails alone and never takes its neighbours with it.
 
 The engine knows nothing of the event loop that asked: each job carries a `ticket`, and `deliver`
-gets every batch's outcomes back from the worker threads. `edgewise.fleet.device_requests` hands
-them to waiting requests in the same process; `edgewise.fleet.device_process` runs the engine in a
+gets every batch's outcomes back from the worker threads. `edgewise.fleet.gateway.device_requests` hands
+them to waiting requests in the same process; `edgewise.fleet.gateway.device_process` runs the engine in a
 process of its own and sends them back over a socket.
 """
 
