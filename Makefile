@@ -24,6 +24,7 @@ system-deps:
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
+	$(BIN)/mypy --strict src/edgewise/core src/edgewise/agent src/edgewise/fleet src/edgewise/registry
 
 test: venv system-deps lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

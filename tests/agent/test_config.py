@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from edgewise.agent.config import CRASH_ENV, load_settings
+from edgewise.agent.config import load_settings
+from edgewise.agent.fault_injection import CRASH_ENV, crash_hook_from_env
 from edgewise.core.errors import ConfigError
 
 GOOD = """
@@ -25,7 +26,7 @@ def test_agent_toml_is_parsed(tmp_path) -> None:
     path.write_text(GOOD.format(data=tmp_path / "d"))
     settings = load_settings(path)
     assert settings.source.frames == 10 and settings.rules[0].consecutive == 2
-    assert settings.health.max_latency_ms == 50 and settings.crash_in_state is None
+    assert settings.health.max_latency_ms == 50
 
 
 @pytest.mark.parametrize("bad, key", [
@@ -49,9 +50,14 @@ def test_missing_and_malformed_files(tmp_path) -> None:
         load_settings(tmp_path / "x.toml")
 
 
-def test_crash_hook_comes_from_the_environment_in_one_place(tmp_path, monkeypatch) -> None:
+def test_the_crash_hook_is_an_environment_variable_not_a_setting(tmp_path, monkeypatch) -> None:
+    assert crash_hook_from_env({}) is None
+    assert callable(crash_hook_from_env({CRASH_ENV: "verify"}))
+    with pytest.raises(ConfigError, match="not an update state"):
+        crash_hook_from_env({CRASH_ENV: "verfy"})
     monkeypatch.setenv(CRASH_ENV, "verify")
-    assert load_settings(None, {"data_dir": str(tmp_path)}).crash_in_state == "verify"
+    with pytest.raises(ConfigError, match="crash_in_state"):  # no agent.toml can turn it on
+        load_settings(None, {"data_dir": str(tmp_path), "crash_in_state": "verify"})
 
 
 def test_the_example_config_loads_and_every_setting_is_documented() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edgewise.agent.update import TRANSITIONS, UpdateRecord
+from edgewise.agent.update import STATE_WORK, TRANSITIONS, UpdateRecord
 from edgewise.core.errors import ServiceUnavailable
 from tests.agent.conftest import ref_for
 
@@ -24,6 +24,7 @@ def test_transition_table_covers_every_working_state() -> None:
     working = {"download", "verify", "install", "activate", "health-check", "commit", "rollback"}
     assert {state for state, _ in TRANSITIONS} == working
     assert all((state, outcome) in TRANSITIONS for state in working for outcome in ("ok", "error"))
+    assert set(STATE_WORK) == working  # every working state has its work, looked up in one table
 
 
 def test_good_bundle_walks_every_state_and_serves(tmp_path, make_machine, bundles) -> None:
@@ -119,6 +120,7 @@ CRASH_SCRIPT = """
 import sys
 from pathlib import Path
 sys.path.insert(0, {root!r})
+from edgewise.agent.fault_injection import crash_hook_from_env
 from edgewise.agent.update import UpdateMachine
 from edgewise.core.signing import PublicKey
 from edgewise.core.wire import BundleRef
@@ -130,7 +132,8 @@ def download(target, dest):
 def health(bundle_dir, manifest):
     if {unhealthy!r}:
         raise RuntimeError("model is unhealthy")
-machine = UpdateMachine(Path({data!r}), [PublicKey.from_b64({key!r})], download, health, crash_in_state={state!r})
+machine = UpdateMachine(Path({data!r}), [PublicKey.from_b64({key!r})], download, health,
+                        after_persist=crash_hook_from_env({{"EDGEWISE_AGENT_CRASH_IN_STATE": {state!r}}}))
 machine.offer(BundleRef.model_validate_json({ref!r}))
 machine.run_until_rest()
 """

@@ -7,12 +7,10 @@ from edgewise.core.plugins import Registry
 
 
 def test_registry_lists_gets_and_refuses_duplicates() -> None:
-    steps: Registry[type] = Registry("compression step")
-
-    @steps.register("prune")
     class Prune:
         """Remove channels."""
 
+    steps: Registry[type] = Registry.of("compression step", {"prune": Prune})
     assert steps.get("prune") is Prune
     assert [e.summary for e in steps] == ["Remove channels."]
     with pytest.raises(ConfigError, match="registered twice"):

@@ -14,7 +14,7 @@ from edgewise.core.wire import ReportedState
 from edgewise.fleet.db import engine as engine_module
 from edgewise.fleet.db import open_database
 from edgewise.fleet.db.models import Device
-from edgewise.fleet.devices.twin import apply_reports, lock_devices
+from edgewise.fleet.devices.twin import apply_reports, lock_and_read_reporting_devices
 
 
 def test_a_connection_the_database_dropped_is_replaced_before_use(postgres_url: str,
@@ -62,11 +62,11 @@ def test_the_group_commit_lock_reads_what_heartbeats_need(postgres_url: str) -> 
             statements.append(statement)
 
         with db.session() as session:
-            lock_devices(session, ["dev-lock", "dev-lock"])
+            locked = lock_and_read_reporting_devices(session, ["dev-lock", "dev-lock"])
             event.listen(db.engine, "before_cursor_execute", note)
             try:
                 outcome, = apply_reports(session, [("dev-lock", ReportedState.model_validate(
-                    {"agent_version": "9.9", "health": {"status": "ok"}}))], offline_after_s=30)
+                    {"agent_version": "9.9", "health": {"status": "ok"}}))], offline_after_s=30, locked=locked)
             finally:
                 event.remove(db.engine, "before_cursor_execute", note)
             # the row is locked until this transaction ends: another writer cannot take it meanwhile

@@ -21,10 +21,12 @@ import pytest
 
 from edgewise.core.errors import AuthError, InternalError, ServiceUnavailable
 from edgewise.core.signing import PrivateKey
+from edgewise.core.wire import ReportedState
 from edgewise.fleet.app import create_app
 from edgewise.fleet.errors import Forbidden
 from edgewise.fleet.gateway.device_process import DeviceProcess, FrameReader, frame, portable
 from edgewise.fleet.gateway.device_requests import InProcessDeviceRequests
+from edgewise.fleet.gateway.requests import ReportState
 from tests.agent.fleet import wait_until
 from tests.fleet.conftest import RunningServer, make_settings, start_server
 from tests.services import free_port, wait_for_port
@@ -155,7 +157,7 @@ def test_stopping_the_server_stops_its_device_process(fleet: RunningServer) -> N
     fleet.stop()
     assert child.poll() == 0  # asked to stop, it stopped cleanly
     with pytest.raises(ServiceUnavailable):  # and the server refuses device work from then on
-        asyncio.run(fleet.ctx.device_requests.submit("state", {}))
+        asyncio.run(fleet.ctx.device_requests.submit(ReportState(ReportedState())))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")

@@ -287,10 +287,10 @@ def test_reads_are_answered_while_a_write_holds_the_writer(db: Database) -> None
         try:
             with db.session() as holder:  # the writer is taken (SQLite), the device's row locked (PostgreSQL)
                 holder.execute(select(Device.id).where(Device.id == device_id).with_for_update())
-                writing = asyncio.ensure_future(commit.submit("write", "w", signed(device_id, key)))
+                writing = asyncio.ensure_future(commit.submit_job("write", "w", signed(device_id, key)))
                 reads = await asyncio.wait_for(asyncio.gather(
-                    commit.submit("read", "a", signed(device_id, key)), commit.submit("read", "boom", None),
-                    commit.submit("read", "b", None), return_exceptions=True), 10)
+                    commit.submit_job("read", "a", signed(device_id, key)), commit.submit_job("read", "boom", None),
+                    commit.submit_job("read", "b", None), return_exceptions=True), 10)
                 await asyncio.sleep(0.2)
                 assert not writing.done()  # still waiting for the writer
             return reads, await asyncio.wait_for(writing, 10)

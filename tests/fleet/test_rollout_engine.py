@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from edgewise.fleet.db import Database, open_database
 from edgewise.fleet.db.models import Bundle, Deployment, DeploymentHistory, DeploymentTarget, Device
+from edgewise.fleet.rollouts.changes import Changes
 from edgewise.fleet.rollouts.engine import (
-    Changes,
     advance_all,
     create_deployment,
     defer_evaluation,

@@ -97,7 +97,7 @@ def blur_regions(frame: np.ndarray, result: Result, labels: list[str], input_siz
                 blurred.add(det.label)
     elif result.label in wanted:
         frame[:] = _blur(frame)
-        blurred.add(result.label)  # type: ignore[arg-type]
+        blurred.add(result.label)
     return sorted(blurred)
 
 

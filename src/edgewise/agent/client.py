@@ -104,7 +104,7 @@ class DeviceClient:
             if "416" in error.message and have:
                 return None  # already complete; verify checks the content
             raise
-        announced = response.headers.get(ARCHIVE_SHA_HEADER)
+        announced: str | None = response.headers.get(ARCHIVE_SHA_HEADER)
         mode = "ab" if response.status_code == 206 else "wb"
         try:
             with open(dest, mode) as handle:

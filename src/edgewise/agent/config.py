@@ -1,13 +1,11 @@
 """`agent.toml` parsed into typed settings; unknown keys are rejected with the key named.
 
 Every setting the agent uses lives here and is passed in; nothing deeper reads the environment.
-The one environment hook, `EDGEWISE_AGENT_CRASH_IN_STATE` (tests kill the agent at an update
-state boundary), is read by `load_settings` only.
+(The reliability tests' crash hook is not a setting: see `edgewise.agent.fault_injection`.)
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +21,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10 devices
     import tomli as tomllib
 
-CRASH_ENV = "EDGEWISE_AGENT_CRASH_IN_STATE"
 
 
 class SourceSettings(StrictSettings):
@@ -118,9 +115,6 @@ class AgentSettings(StrictSettings):
     shadow: ShadowSettings = Field(default_factory=lambda: ShadowSettings())
     capture: CaptureSettings = Field(default_factory=lambda: CaptureSettings())
     camera: str = Field(default="default", description="camera name in shadow reports and captured frames")
-    crash_in_state: str | None = Field(
-        default=None, description="test hook: SIGKILL self on entering this update state"
-    )
 
 
 def parse_settings(data: dict[str, Any], origin: str = "agent settings") -> AgentSettings:
@@ -128,7 +122,7 @@ def parse_settings(data: dict[str, Any], origin: str = "agent settings") -> Agen
 
 
 def load_settings(path: Path | None, overrides: dict[str, Any] | None = None) -> AgentSettings:
-    """Read `agent.toml` (optional), apply overrides, then the crash-injection env hook."""
+    """Read `agent.toml` (optional) and apply overrides."""
     data: dict[str, Any] = {}
     if path is not None:
         if not path.is_file():
@@ -138,7 +132,4 @@ def load_settings(path: Path | None, overrides: dict[str, Any] | None = None) ->
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"{path} is not valid TOML: {error}") from None
     data.update(overrides or {})
-    crash = os.environ.get(CRASH_ENV)
-    if crash:
-        data["crash_in_state"] = crash
     return parse_settings(data, str(path) if path else "agent settings")

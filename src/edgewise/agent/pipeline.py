@@ -77,7 +77,7 @@ def preprocess(frame: np.ndarray, spec: InputSpec) -> np.ndarray:
 
 def softmax(values: np.ndarray) -> np.ndarray:
     shifted = np.exp(values - values.max())
-    return shifted / shifted.sum()
+    return np.asarray(shifted / shifted.sum())
 
 
 def decode_classification(output: np.ndarray, spec: OutputSpec, labels: list[str]) -> tuple[str, float, np.ndarray]:
@@ -104,7 +104,7 @@ def box_iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
     inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
     area = (box[2] - box[0]) * (box[3] - box[1])
     areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-9)
+    return np.asarray(inter / np.maximum(area + areas - inter, 1e-9))
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
@@ -181,7 +181,7 @@ class Pipeline:
         return cls(bundle_dir, read_manifest(bundle_dir), families, providers, threads)
 
     def infer(self, tensor: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: tensor})[0]
+        return np.asarray(self.session.run(None, {self.input_name: tensor})[0])
 
     def run(self, frame: np.ndarray) -> Result:
         started = time.perf_counter()

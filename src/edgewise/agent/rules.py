@@ -18,13 +18,14 @@ import numpy as np
 
 from edgewise.agent.config import RuleSettings
 from edgewise.agent.pipeline import Result
+from edgewise.core.wire import EventPriority
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Event:
-    priority: str
+    priority: EventPriority
     payload: dict[str, Any]
 
 

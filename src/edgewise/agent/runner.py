@@ -21,6 +21,7 @@ import edgewise
 from edgewise.agent.capture import CaptureSpool, FrameCapture
 from edgewise.agent.client import DeviceClient
 from edgewise.agent.config import AgentSettings, SourceSettings
+from edgewise.agent.fault_injection import crash_hook_from_env
 from edgewise.agent.health import check_model_health
 from edgewise.agent.identity import IDENTITY_FILE, Identity, load_identity, write_json_atomic
 from edgewise.agent.outbox import Outbox
@@ -108,7 +109,7 @@ class AgentRunner:
             self.data_dir, self._trusted_keys(), self._download, self._check_health,
             on_transition=self._report_transition, on_activate=self._reload.set,
             target_families=settings.target_families, boot_loop_limit=settings.health.boot_loop_limit,
-            crash_in_state=settings.crash_in_state,
+            after_persist=crash_hook_from_env(),
         )
 
     def _trusted_keys(self) -> list[PublicKey]:
@@ -117,9 +118,9 @@ class AgentRunner:
         return self.identity.trusted_keys if self.identity else []
 
     def _client(self) -> DeviceClient:
-        assert_identity(self.identity)
-        server = self.settings.server or self.identity.server  # type: ignore[union-attr]
-        return DeviceClient(server, self.identity.device_id, self.identity.key,  # type: ignore[union-attr]
+        identity = assert_identity(self.identity)
+        server = self.settings.server or identity.server
+        return DeviceClient(server, identity.device_id, identity.key,
                             self.settings.request_timeout_s)
 
     # --- update machine hooks ----------------------------------------------------------------
@@ -253,7 +254,7 @@ class AgentRunner:
         self.telemetry.record(result.latency_ms)
         manifest = self.pipeline.manifest
         for event in self.rules.evaluate(result, frame, manifest.version):
-            self.outbox.append("event", event.priority, event.payload)  # type: ignore[arg-type]
+            self.outbox.append("event", event.priority, event.payload)
         candidate = self.shadow.observe(frame, result, self.settings.camera, manifest.version)
         if self.capture is not None:
             size = (manifest.input.resize[0], manifest.input.resize[1])
@@ -285,7 +286,7 @@ class AgentRunner:
             log.warning("device is not enrolled: running offline (enroll with `edgewise agent enroll`)")
             self.machine.run_until_rest()  # nothing to download; finishes or rolls back local work
         elif once:
-            self._sync_before_batch()
+            self._sync_before_batch(self.client)
         uplink = self._start_sync()
         last_telemetry = last_status = time.monotonic()
         try:
@@ -310,20 +311,20 @@ class AgentRunner:
             self.stop.set()
 
     def _start_sync(self) -> Uplink | None:
-        if self.identity is None:
+        if self.identity is None or self.client is None:
             return None
         s = self.settings
-        DesiredStateLoop(self.client, self.machine, self.stop, s.long_poll_s, s.sync_interval_s,  # type: ignore[arg-type]
+        DesiredStateLoop(self.client, self.machine, self.stop, s.long_poll_s, s.sync_interval_s,
                          on_desired=self.on_desired).start()
         uplink = Uplink(self._client(), self.outbox, self.reported_state, self.stop, s.sync_interval_s,
                         s.heartbeat_interval_s, s.outbox.batch_size, captures=self._upload_captures)
         uplink.start()
         return uplink
 
-    def _sync_before_batch(self) -> None:
+    def _sync_before_batch(self, client: DeviceClient) -> None:
         """--once: the model the server wants is installed and health-checked before the first frame."""
         s = self.settings
-        loop = DesiredStateLoop(self.client, self.machine, self.stop, 0.0, s.sync_interval_s,  # type: ignore[arg-type]
+        loop = DesiredStateLoop(client, self.machine, self.stop, 0.0, s.sync_interval_s,
                                 on_desired=self.on_desired)
         try:
             loop.poll_once(0.0)
@@ -345,6 +346,7 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def assert_identity(identity: Identity | None) -> None:
+def assert_identity(identity: Identity | None) -> Identity:
     if identity is None:
         raise EdgewiseError("device is not enrolled", "run `edgewise agent enroll` first")
+    return identity

@@ -156,9 +156,9 @@ class ShadowEvaluator:
             frames_shadowed=shadowed, skipped_for_budget=w.skipped_for_budget,
             top1_agreement=w.agree / shadowed if shadowed else None,
             serving_confidence=serving_conf, candidate_confidence=candidate_conf,
-            confidence_shift=None if serving_conf is None else candidate_conf - serving_conf,  # type: ignore[operator]
+            confidence_shift=_shift(candidate_conf, serving_conf),
             serving_detections=serving_dets, candidate_detections=candidate_dets,
-            detection_count_shift=None if serving_dets is None else candidate_dets - serving_dets,  # type: ignore[operator]
+            detection_count_shift=_shift(candidate_dets, serving_dets),
             serving_latency_p50_ms=_percentile(w.serving_latency, 50),
             serving_latency_p95_ms=_percentile(w.serving_latency, 95),
             candidate_latency_p50_ms=_percentile(w.candidate_latency, 50),
@@ -168,3 +168,7 @@ class ShadowEvaluator:
             cpu_share=w.candidate_seconds / elapsed if elapsed > 0 else 0.0,
             disagreements=w.samples,
         )
+
+
+def _shift(candidate: float | None, serving: float | None) -> float | None:
+    return None if candidate is None or serving is None else candidate - serving

@@ -30,7 +30,6 @@ import json
 import os
 import re
 import shutil
-import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -78,7 +77,8 @@ class UpdateRecord(BaseModel):
     boots_in_state: int = 0
     history: list[str] = Field(default_factory=list, description="every state entered, oldest first (last 50)")
     failed_digests: list[str] = Field(default_factory=list)
-    allow_downgrade: bool = Field(False, description="the target may be older than what runs (an operator's rollback)")
+    allow_downgrade: bool = Field(default=False,
+                                  description="the target may be older than what runs (an operator's rollback)")
     refused_downgrades: list[str] = Field(default_factory=list, description="older targets refused (anti-rollback)")
 
     def progress(self) -> UpdateProgress:
@@ -153,8 +153,10 @@ class UpdateMachine:
         on_activate: Callable[[], None] = lambda: None,
         target_families: list[str] | None = None,
         boot_loop_limit: int = 3,
-        crash_in_state: str | None = None,
+        after_persist: Callable[[UpdateState], None] | None = None,
     ) -> None:
+        """`after_persist(state)` runs when a state is on disk and before it runs: the point where
+        the reliability tests kill the agent (`edgewise.agent.fault_injection`)."""
         self.data_dir = data_dir
         self.slots = Slots(data_dir)
         self.trusted_keys = trusted_keys
@@ -162,7 +164,7 @@ class UpdateMachine:
         self._on_transition, self._on_activate = on_transition, on_activate
         self.target_families = target_families or ["cpu"]
         self.boot_loop_limit = boot_loop_limit
-        self.crash_in_state = crash_in_state
+        self._after_persist = after_persist
         self.record = self._load()
 
     # --- persistence ------------------------------------------------------------------------
@@ -173,15 +175,15 @@ class UpdateMachine:
         return UpdateRecord.model_validate(json.loads(path.read_text()))
 
     def _enter(self, state: UpdateState, error: str | None = None) -> None:
-        """Persist the next state BEFORE it runs, report it, then (test hook) die right there."""
+        """Persist the next state BEFORE it runs, report it, then call the after-persist hook."""
         self.record.state = state
         self.record.error = error
         self.record.boots_in_state = 0
         self.record.history = (self.record.history + [state])[-50:]
         write_json_atomic(self.data_dir / RECORD_FILE, self.record.model_dump(mode="json"))
         self._on_transition(self.record)
-        if self.crash_in_state == state:
-            os.kill(os.getpid(), signal.SIGKILL)
+        if self._after_persist is not None:
+            self._after_persist(state)
 
     # --- driving ----------------------------------------------------------------------------
     @property
@@ -229,9 +231,8 @@ class UpdateMachine:
         state = self.record.state
         if state in RESTING:
             return False
-        handler = getattr(self, "_run_" + state.replace("-", "_"))
         try:
-            handler()
+            STATE_WORK[state](self)
             outcome: Outcome = "ok"
             error = None
         except ServiceUnavailable:
@@ -262,8 +263,7 @@ class UpdateMachine:
         if (slot / "bundle.json").is_file():
             return  # already installed earlier (e.g. the previous slot); verify will re-check it
         archive.parent.mkdir(parents=True, exist_ok=True)
-        assert_present(self.record.target)
-        self._fetch(self.record.target, archive)  # type: ignore[arg-type]
+        self._fetch(assert_present(self.record.target), archive)
         expected = self.record.target.size_bytes if self.record.target else 0
         if expected and archive.stat().st_size != expected:
             size = archive.stat().st_size
@@ -338,6 +338,19 @@ def _version_parts(text: str) -> tuple[tuple[int, int | str], ...]:
                  for part in re.split(r"[._]", text) if part)
 
 
+# What each working state does; resting states (idle, failed) do nothing. Together with
+# TRANSITIONS this is the whole machine: a state's work, then the next state by its outcome.
+STATE_WORK: dict[UpdateState, Callable[[UpdateMachine], None]] = {
+    "download": UpdateMachine._run_download,
+    "verify": UpdateMachine._run_verify,
+    "install": UpdateMachine._run_install,
+    "activate": UpdateMachine._run_activate,
+    "health-check": UpdateMachine._run_health_check,
+    "commit": UpdateMachine._run_commit,
+    "rollback": UpdateMachine._run_rollback,
+}
+
+
 def version_key(version: str) -> tuple[object, ...]:
     """Order of bundle versions: numeric parts as numbers, `1.0.0-rc1` before `1.0.0`, `+build`
     ignored, a leading `v` dropped; any two versions compare (text after numbers)."""
@@ -346,9 +359,10 @@ def version_key(version: str) -> tuple[object, ...]:
     return (_version_parts(release), 0 if dash else 1, _version_parts(pre))
 
 
-def assert_present(target: BundleRef | None) -> None:
+def assert_present(target: BundleRef | None) -> BundleRef:
     if target is None:
         raise InvalidBundle("update record has no target bundle", "the update record is corrupt")
+    return target
 
 
 def assert_target(manifest: Manifest, target: BundleRef | None) -> None:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from edgewise.cli.output import console as output_console
 from edgewise.cli.output import print_json
 from edgewise.core.errors import ConfigError
+
+if TYPE_CHECKING:  # the studio (and torch) loads only when a command runs
+    from edgewise.studio.compress.recipe import Recipe
 
 
 def compress(
@@ -48,11 +52,11 @@ def compress(
     _print_summary(report, out)
 
 
-def _with_max_drop(recipe, max_drop: float):
+def _with_max_drop(recipe: Recipe, max_drop: float) -> Recipe:
     steps = []
-    for spec in recipe.steps:
+    for spec, step in zip(recipe.steps, recipe.build(), strict=True):
         params = dict(spec.params)
-        if spec.step == "quantize" and params.get("mode", "ptq-static") in ("ptq-static", "qat"):
+        if step.takes_accuracy_budget():
             params["max_drop"] = max_drop
         steps.append(spec.model_copy(update={"params": params}))
     updated = recipe.model_copy(update={"steps": steps})

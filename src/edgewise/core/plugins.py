@@ -1,13 +1,14 @@
 """A small explicit registry for every plug-in family (zoo archs, compression steps, samplers,
 targets, video sources, bundle stores).
 
-Registries are objects built explicitly; registering a name twice is an error, and asking for an
-unknown name raises a ConfigError that lists the known ones.
+Registries are objects built explicitly, in one place per family (`Registry.of(kind, {...})`),
+never filled by importing a module for its side effect; registering a name twice is an error,
+and asking for an unknown name raises a ConfigError that lists the known ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -30,19 +31,21 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
 
+    @classmethod
+    def of(cls, kind: str, entries: Mapping[str, T | tuple[T, str]]) -> Registry[T]:
+        """A registry of `kind` holding `entries`: name -> plug-in, or name -> (plug-in, summary);
+        without a summary, the plug-in's docstring's first line is its summary."""
+        registry = cls(kind)
+        for name, entry in entries.items():
+            obj, summary = entry if isinstance(entry, tuple) else (entry, "")
+            registry.add(name, obj, summary)
+        return registry
+
     def add(self, name: str, obj: T, summary: str = "") -> T:
         if name in self._entries:
             raise ConfigError(f"{self.kind} {name!r} is registered twice", "give the plug-in a unique name")
-        self._entries[name] = Entry(name, obj, summary)
+        self._entries[name] = Entry(name, obj, summary or _first_doc_line(obj))
         return obj
-
-    def register(self, name: str, summary: str = "") -> Callable[[T], T]:
-        """Decorator form of `add`."""
-
-        def decorate(obj: T) -> T:
-            return self.add(name, obj, summary or _first_doc_line(obj))
-
-        return decorate
 
     def get(self, name: str) -> T:
         try:

@@ -141,7 +141,7 @@ def estimate_latency_ms(target: Target, macs: float, bytes_moved: float, precisi
     """
     if macs < 0 or bytes_moved < 0:
         raise ConfigError("MACs and bytes moved must be >= 0", "pass counts measured from the model")
-    peak = target.peak_gops.get(precision)  # type: ignore[call-overload]
+    peak = {str(name): value for name, value in target.peak_gops.items()}.get(precision)
     if peak is None or not target.supports(precision):
         raise ConfigError(
             f"{target.name} has no {precision} throughput",
@@ -149,7 +149,7 @@ def estimate_latency_ms(target: Target, macs: float, bytes_moved: float, precisi
         )
     compute_s = 2.0 * macs / (peak * 1e9 * ACHIEVABLE_FRACTION)
     memory_s = bytes_moved / (target.memory_bandwidth_gbs * 1e9 * ACHIEVABLE_FRACTION)
-    return max(compute_s, memory_s) * 1e3
+    return float(max(compute_s, memory_s) * 1e3)
 
 
 def energy_mj(target: Target, latency_ms: float) -> float:

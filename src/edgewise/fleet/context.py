@@ -14,7 +14,7 @@ from edgewise.fleet.gateway.device_requests import DeviceRequests
 from edgewise.fleet.gateway.notify import Notifier
 from edgewise.fleet.http_guard import FailedAuthLimiter
 from edgewise.fleet.rollouts.bundles import BundleCatalog
-from edgewise.fleet.rollouts.engine import Changes
+from edgewise.fleet.rollouts.changes import Changes
 from edgewise.fleet.settings import ServerSettings
 
 

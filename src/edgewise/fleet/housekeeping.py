@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import CursorResult, delete, select
 
 from edgewise.fleet.context import ServerContext
 from edgewise.fleet.db.models import Device, Event, Telemetry
@@ -46,6 +47,8 @@ class Housekeeper:
     def apply_retention(self, now: float) -> int:
         cutoff = now - self.ctx.settings.retention_days * 86400
         with self.ctx.db.session() as session:
-            removed = session.execute(delete(Event).where(Event.ts < cutoff)).rowcount  # type: ignore[attr-defined]
-            removed += session.execute(delete(Telemetry).where(Telemetry.ts < cutoff)).rowcount  # type: ignore[attr-defined]
+            removed = 0
+            for table in (Event, Telemetry):  # a DELETE's result has a row count
+                deleted = cast(CursorResult[Any], session.execute(delete(table).where(table.ts < cutoff)))
+                removed += deleted.rowcount or 0
         return int(removed or 0)

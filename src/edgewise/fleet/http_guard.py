@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import unquote_to_bytes
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -33,6 +34,9 @@ DEVICE_PREFIX = API_PREFIX + "/device/"
 
 
 # --- failed authentication, per source ------------------------------------------------------------
+
+
+Key = TypeVar("Key", str, tuple[str, str])  # a source address, or (source, device identity)
 
 
 @dataclass
@@ -89,7 +93,7 @@ class FailedAuthLimiter:
                 self._trusted = {k: t for k, t in self._trusted.items() if now - t < self.trust_s}
             self._trusted[(source, identity)] = now
 
-    def _take(self, buckets: dict, key: object, burst: float, rate: float, now: float) -> None:  # type: ignore[type-arg]
+    def _take(self, buckets: dict[Key, _Bucket], key: Key, burst: float, rate: float, now: float) -> None:
         bucket = buckets.get(key)
         if bucket is None:
             if len(buckets) >= self.max_entries:  # forget the ones that have refilled: they hold nothing

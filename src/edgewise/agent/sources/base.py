@@ -9,7 +9,6 @@ from collections.abc import Iterator
 import numpy as np
 
 from edgewise.agent.config import SourceSettings
-from edgewise.core.plugins import Registry
 
 
 class Source(ABC):
@@ -47,8 +46,3 @@ class Source(ABC):
         return None
 
 
-SOURCES: Registry[type[Source]] = Registry("video source")
-
-
-def create_source(settings: SourceSettings) -> Source:
-    return SOURCES.get(settings.kind)(settings)

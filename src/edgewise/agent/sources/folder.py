@@ -8,13 +8,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgewise.agent.sources.base import SOURCES, Source
+from edgewise.agent.sources.base import Source
 from edgewise.core.errors import ConfigError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
-@SOURCES.register("image-folder")
 class ImageFolderSource(Source):
     """Images in a folder (recursively), sorted by path."""
 

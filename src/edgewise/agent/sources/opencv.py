@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
-from edgewise.agent.sources.base import SOURCES, Source
+from edgewise.agent.sources.base import Source
 from edgewise.core.errors import ConfigError, ServiceUnavailable
 
 
@@ -29,7 +29,6 @@ class _CaptureSource(Source):
         return self.settings.kind
 
 
-@SOURCES.register("video-file")
 class VideoFileSource(_CaptureSource):
     """A video file, looping back to the start when `loop` is true."""
 
@@ -58,7 +57,6 @@ class VideoFileSource(_CaptureSource):
             capture.release()
 
 
-@SOURCES.register("camera")
 class CameraSource(_CaptureSource):
     """A local camera device (path is the index, e.g. "0", or /dev/videoN)."""
 
@@ -81,7 +79,6 @@ class CameraSource(_CaptureSource):
             capture.release()
 
 
-@SOURCES.register("stream")
 class StreamSource(_CaptureSource):
     """An RTSP or HTTP(S) video stream; reconnects when the stream drops."""
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
-from edgewise.agent.sources.base import SOURCES, Source
+from edgewise.agent.sources.base import Source
 
 DEFECTS = ("scratch", "hole", "crack")
 
@@ -37,7 +37,6 @@ def draw_part(canvas: np.ndarray, center: tuple[int, int], radius: int, defect: 
         cv2.polylines(canvas, [np.array(points, dtype=np.int32)], False, (30, 30, 35), 2, cv2.LINE_AA)
 
 
-@SOURCES.register("synthetic")
 class ConveyorSource(Source):
     """Synthetic conveyor: parts with defects appearing (no camera needed)."""
 

@@ -22,7 +22,7 @@ from edgewise.fleet.db.models import TrustedKey
 from edgewise.fleet.devices.enrollment import create_enrollment_token
 from edgewise.fleet.rollouts.bundles import add_trusted_key
 
-router = APIRouter(tags=["admin"], responses=ERRORS, route_class=StrictJSONRoute)  # type: ignore[arg-type]
+router = APIRouter(tags=["admin"], responses=ERRORS, route_class=StrictJSONRoute)
 
 
 @router.post("/enrollment-tokens", response_model=EnrollmentTokenOut, status_code=201)

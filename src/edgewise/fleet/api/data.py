@@ -22,7 +22,7 @@ from edgewise.fleet.db.models import Device, Event, Telemetry
 from edgewise.fleet.errors import NotFound
 
 PAGE_MAX_BYTES = 4 << 20  # a page of events stops before its events' data passes this (one event always fits)
-router = APIRouter(tags=["events"], responses=ERRORS, route_class=StrictJSONRoute)  # type: ignore[arg-type]
+router = APIRouter(tags=["events"], responses=ERRORS, route_class=StrictJSONRoute)
 
 
 @router.get("/events", response_model=EventPage)
@@ -55,7 +55,8 @@ def list_events(
     query = query.order_by(Event.id.desc()).limit(limit)
     with context_of(request).db.session(write=False) as session:
         rows = session.scalars(query).all()
-        items, size = [], 0
+        items: list[EventOut] = []
+        size = 0
         for row in rows:
             size += len(json.dumps(row.data or {}, separators=(",", ":")))
             if items and size > PAGE_MAX_BYTES:

@@ -22,9 +22,11 @@ from edgewise.fleet.auth import Operator
 from edgewise.fleet.context import ServerContext, context_of
 from edgewise.fleet.db.models import Bundle, Deployment, DeploymentHistory, DeploymentTarget, Device
 from edgewise.fleet.errors import NotFound
-from edgewise.fleet.rollouts.engine import Changes, create_deployment, halt, progress, rollback
+from edgewise.fleet.rollouts.changes import Changes
+from edgewise.fleet.rollouts.engine import create_deployment
+from edgewise.fleet.rollouts.operator_actions import halt, progress, rollback
 
-router = APIRouter(tags=["deployments"], responses=ERRORS, route_class=StrictJSONRoute)  # type: ignore[arg-type]
+router = APIRouter(tags=["deployments"], responses=ERRORS, route_class=StrictJSONRoute)
 
 
 def bundle_out(bundle: Bundle, running: int = 0) -> BundleOut:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -12,7 +13,8 @@ from edgewise.fleet.auth import Operator, bearer_token, operator_from_token
 from edgewise.fleet.context import context_of
 
 bearer_scheme = HTTPBearer(auto_error=False, description="operator token (`edgewise server token create`)")
-ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 413, 422, 429, 503)}
+ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorResponse}
+                                           for status in (400, 401, 403, 404, 409, 413, 422, 429, 503)}
 
 
 def require(scope: str) -> Callable[..., Operator]:

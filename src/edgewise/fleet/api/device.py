@@ -17,20 +17,18 @@ from edgewise.core.wire import (
     DesiredState,
     EnrollRequest,
     EnrollResponse,
-    ErrorResponse,
     IngestAck,
     IngestBatch,
     ReportedState,
 )
+from edgewise.fleet.api.deps import ERRORS
 from edgewise.fleet.api.strict_route import StrictJSONRoute
 from edgewise.fleet.auth import AuthedDevice, SignedRequest
 from edgewise.fleet.context import context_of
 from edgewise.fleet.devices.enrollment import enroll
-from edgewise.fleet.devices.twin import ReportOutcome
-from edgewise.fleet.gateway.device_requests import DESIRED, DESIRED_RECHECK, INGEST, STATE
+from edgewise.fleet.gateway.requests import Ingest, ReadDesired, RecheckDesired, ReportState
 
-ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 413, 422, 429, 503)}
-router = APIRouter(tags=["device"], responses=ERRORS, route_class=StrictJSONRoute)  # type: ignore[arg-type]
+router = APIRouter(tags=["device"], responses=ERRORS, route_class=StrictJSONRoute)
 
 
 # The signature headers every device request carries, for the OpenAPI schema. They are read by
@@ -90,8 +88,8 @@ async def get_desired(
     deadline = time.monotonic() + min(wait, ctx.settings.long_poll_max_s) * random.uniform(0.75, 1.0)  # noqa: S311
     changed = ctx.notifier.waiter(signed.device_id)  # registered before reading, so no change slips between
     try:
-        state, revision = await ctx.device_requests.submit(DESIRED, seen, signed)
-        while state is None or ctx.notifier.is_pending(signed.device_id):
+        answer = await ctx.device_requests.submit(ReadDesired(seen), signed)
+        while answer.state is None or ctx.notifier.is_pending(signed.device_id):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
@@ -99,14 +97,14 @@ async def get_desired(
             try:
                 await asyncio.wait_for(changed.wait(), timeout=min(remaining, recheck))
             except asyncio.TimeoutError:
-                if remaining <= recheck or state is not None:
+                if remaining <= recheck or answer.state is not None:
                     continue  # the poll ends, or a change already read waits for its turn to be told
                 # otherwise re-read: another server replica may have changed it
             changed.clear()
-            state, revision = await ctx.device_requests.submit(DESIRED_RECHECK, (signed.device_id, seen))
-        if state is None:
-            return Response(status_code=304, headers={"ETag": f'"{revision}"'})
-        return _desired_response(state)
+            answer = await ctx.device_requests.submit(RecheckDesired(signed.device_id, seen))
+        if answer.state is None:
+            return Response(status_code=304, headers={"ETag": f'"{answer.revision}"'})
+        return _desired_response(answer.state)
     finally:
         ctx.notifier.forget(signed.device_id, changed)
 
@@ -115,7 +113,7 @@ async def get_desired(
 async def put_state(body: ReportedState, request: Request,
                     signed: SignedRequest = Depends(signed_request)) -> Response:
     ctx = context_of(request)
-    outcome: ReportOutcome = await ctx.device_requests.submit(STATE, body, signed)
+    outcome = await ctx.device_requests.submit(ReportState(body), signed)
     ctx.announce(outcome.rollout)
     if outcome.status_change is not None:
         ctx.forwarder.emit("device.status", outcome.status_change)
@@ -127,12 +125,13 @@ async def put_state(body: ReportedState, request: Request,
 async def post_ingest(body: IngestBatch, request: Request,
                       signed: SignedRequest = Depends(signed_request)) -> IngestAck:
     ctx = context_of(request)
-    ack, new_events = await ctx.device_requests.submit(INGEST, body, signed)
-    for event in new_events:
+    answer = await ctx.device_requests.submit(Ingest(body), signed)
+    ack = answer.ack
+    for event in answer.new_events:
         ctx.forwarder.emit("event", event)
         ctx.notifier.publish("event", event)
     if ctx.metrics is not None:
-        ctx.metrics.ingested(len(new_events), len(body.telemetry), ack.duplicates)
+        ctx.metrics.ingested(len(answer.new_events), len(body.telemetry), ack.duplicates)
     return ack
 
 

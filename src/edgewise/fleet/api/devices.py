@@ -15,7 +15,7 @@ from edgewise.fleet.context import context_of
 from edgewise.fleet.db.models import Device
 from edgewise.fleet.errors import NotFound
 
-router = APIRouter(prefix="/devices", tags=["devices"], responses=ERRORS, route_class=StrictJSONRoute)  # type: ignore[arg-type]
+router = APIRouter(prefix="/devices", tags=["devices"], responses=ERRORS, route_class=StrictJSONRoute)
 
 
 def device_out(device: Device, offline_after_s: float, detail: bool = False) -> DeviceOut:

@@ -15,7 +15,7 @@ from edgewise.fleet.db.models import CapturedFrameRow, ShadowReportRow
 from edgewise.fleet.errors import NotFound
 from edgewise.fleet.rollouts.shadow_results import captured_frame
 
-router = APIRouter(tags=["quality"], responses=ERRORS, route_class=StrictJSONRoute)  # type: ignore[arg-type]
+router = APIRouter(tags=["quality"], responses=ERRORS, route_class=StrictJSONRoute)
 
 
 class CapturePage(BaseModel):

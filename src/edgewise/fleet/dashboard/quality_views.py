@@ -7,17 +7,16 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 
 from edgewise.core.wire import ShadowReport
-from edgewise.fleet.dashboard.views import _login_redirect, _page, _signed_in
+from edgewise.fleet.context import ServerContext
+from edgewise.fleet.dashboard.views import _page, signed_in_page
 from edgewise.fleet.db.models import Bundle, CapturedFrameRow, Deployment, ShadowReportRow
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
 
 @router.get("/shadow", response_class=HTMLResponse)
-def shadow_page(request: Request) -> Response:
-    ctx = _signed_in(request)
-    if ctx is None:
-        return _login_redirect()
+@signed_in_page
+def shadow_page(request: Request, ctx: ServerContext) -> Response:
     with ctx.db.session(write=False) as session:
         rows = session.scalars(select(ShadowReportRow).order_by(ShadowReportRow.id.desc()).limit(200)).all()
         reports = [(row.device_id, row.ts, ShadowReport.model_validate(row.report)) for row in rows]
@@ -28,10 +27,8 @@ def shadow_page(request: Request) -> Response:
 
 
 @router.get("/captures", response_class=HTMLResponse)
-def captures_page(request: Request) -> Response:
-    ctx = _signed_in(request)
-    if ctx is None:
-        return _login_redirect()
+@signed_in_page
+def captures_page(request: Request, ctx: ServerContext) -> Response:
     with ctx.db.session(write=False) as session:
         rows = session.scalars(select(CapturedFrameRow).order_by(CapturedFrameRow.id.desc()).limit(120)).all()
         frames = [{"device_id": r.device_id, "capture_id": r.capture_id, "ts": r.ts, "camera": r.camera,

@@ -4,7 +4,10 @@ kept in an HttpOnly, SameSite=Strict cookie; every page needs the `read` scope."
 
 from __future__ import annotations
 
+import functools
+import inspect
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -23,7 +26,7 @@ from edgewise.fleet.context import ServerContext, context_of
 from edgewise.fleet.dashboard.charts import line_chart
 from edgewise.fleet.db.models import Bundle, Deployment, Device, Event, Telemetry
 from edgewise.fleet.errors import NotFound
-from edgewise.fleet.rollouts.engine import progress
+from edgewise.fleet.rollouts.operator_actions import progress
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -40,6 +43,23 @@ def _signed_in(request: Request) -> ServerContext | None:
     except AuthError:
         return None
     return ctx
+
+
+def signed_in_page(page: Callable[..., Response]) -> Callable[..., Response]:
+    """A dashboard page: the operator signs in first (else: the sign-in form), then
+    `page(..., ctx=...)` renders. FastAPI sees the page's parameters without `ctx`."""
+    signature = inspect.signature(page)
+
+    @functools.wraps(page)
+    def signed_in(**params: Any) -> Response:
+        ctx = _signed_in(params["request"])
+        if ctx is None:
+            return _login_redirect()
+        return page(**params, ctx=ctx)
+
+    signed_in.__signature__ = signature.replace(  # type: ignore[attr-defined]  # read by FastAPI
+        parameters=[p for name, p in signature.parameters.items() if name != "ctx"])
+    return signed_in
 
 
 def _page(request: Request, name: str, **values: Any) -> Response:
@@ -76,13 +96,11 @@ def logout() -> Response:
 
 
 @router.get("/", response_class=HTMLResponse)
-def overview(request: Request) -> Response:
-    ctx = _signed_in(request)
-    if ctx is None:
-        return _login_redirect()
+@signed_in_page
+def overview(request: Request, ctx: ServerContext) -> Response:
     from edgewise.fleet.api.data import fleet_summary
 
-    summary = fleet_summary(request, None)  # type: ignore[arg-type]
+    summary = fleet_summary(request, None)  # type: ignore[arg-type]  # the API route as a function: the page signed in
     with ctx.db.session(write=False) as session:
         alarms = session.scalars(select(Event).where(Event.priority == "alarm").order_by(Event.id.desc())
                                  .limit(10)).all()
@@ -92,10 +110,8 @@ def overview(request: Request) -> Response:
 
 
 @router.get("/devices", response_class=HTMLResponse)
-def devices_page(request: Request) -> Response:
-    ctx = _signed_in(request)
-    if ctx is None:
-        return _login_redirect()
+@signed_in_page
+def devices_page(request: Request, ctx: ServerContext) -> Response:
     with ctx.db.session(write=False) as session:
         rows = session.scalars(select(Device).order_by(Device.name).limit(1000)).all()
         devices = [device_out(d, ctx.settings.offline_after_s) for d in rows]
@@ -103,10 +119,8 @@ def devices_page(request: Request) -> Response:
 
 
 @router.get("/devices/{device_id}", response_class=HTMLResponse)
-def device_page(device_id: str, request: Request) -> Response:
-    ctx = _signed_in(request)
-    if ctx is None:
-        return _login_redirect()
+@signed_in_page
+def device_page(device_id: str, request: Request, ctx: ServerContext) -> Response:
     with ctx.db.session(write=False) as session:
         device = session.get(Device, device_id)
         if device is None:
@@ -125,10 +139,8 @@ def device_page(device_id: str, request: Request) -> Response:
 
 
 @router.get("/deployments", response_class=HTMLResponse)
-def deployments_page(request: Request) -> Response:
-    ctx = _signed_in(request)
-    if ctx is None:
-        return _login_redirect()
+@signed_in_page
+def deployments_page(request: Request, ctx: ServerContext) -> Response:
     with ctx.db.session(write=False) as session:
         deployments = session.scalars(select(Deployment).order_by(Deployment.created_at.desc()).limit(100)).all()
         counts = progress(session, [d.id for d in deployments])
@@ -137,10 +149,8 @@ def deployments_page(request: Request) -> Response:
 
 
 @router.get("/deployments/{deployment_id}", response_class=HTMLResponse)
-def deployment_page(deployment_id: str, request: Request) -> Response:
-    ctx = _signed_in(request)
-    if ctx is None:
-        return _login_redirect()
+@signed_in_page
+def deployment_page(deployment_id: str, request: Request, ctx: ServerContext) -> Response:
     try:
         detail = deployment_detail(ctx, deployment_id)
     except NotFound:
@@ -149,11 +159,9 @@ def deployment_page(deployment_id: str, request: Request) -> Response:
 
 
 @router.get("/bundles", response_class=HTMLResponse)
-def bundles_page(request: Request) -> Response:
-    ctx = _signed_in(request)
-    if ctx is None:
-        return _login_redirect()
-    return _page(request, "bundles.html", bundles=list_bundles(request, None))  # type: ignore[arg-type]
+@signed_in_page
+def bundles_page(request: Request, ctx: ServerContext) -> Response:
+    return _page(request, "bundles.html", bundles=list_bundles(request, None))  # type: ignore[arg-type]  # as above
 
 
 def mount_dashboard(app: FastAPI) -> None:

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 try:
     import fcntl
 except ImportError:  # Windows: one server process there; SQLite's own locking is enough
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # the module, or None where there is none
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError, OperationalError

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import CursorResult, or_, select, update
 
 from edgewise.core.errors import AuthError, ConfigError
 from edgewise.core.signing import PublicKey
@@ -43,13 +43,13 @@ def _consume(db: Database, token: str, now: float) -> tuple[str, dict[str, Any]]
     """Use the token once, atomically; the row update is the lock, so two racing devices cannot both win."""
     token_hash = hash_token(token)
     with db.session() as session:
-        used = session.execute(
+        used = cast(CursorResult[Any], session.execute(  # an UPDATE's result has a row count
             update(EnrollmentToken)
             .where(EnrollmentToken.token_hash == token_hash, EnrollmentToken.uses_left > 0)
             .where(or_(EnrollmentToken.expires_at.is_(None), EnrollmentToken.expires_at > now))
             .values(uses_left=EnrollmentToken.uses_left - 1)
-        )
-        if used.rowcount != 1:  # type: ignore[attr-defined]
+        ))
+        if used.rowcount != 1:
             raise AuthError("enrollment token is unknown, used up or expired",
                             "ask an operator for a new one (`edgewise server enroll-token create`)")
         row = session.execute(select(EnrollmentToken.group, EnrollmentToken.tags)

@@ -73,10 +73,8 @@ class Sink(ABC):
         return None
 
 
-SINKS: Registry[type[Sink]] = Registry("forwarding sink")
 
 
-@SINKS.register("webhook")
 class WebhookSink(Sink):
     """POST each message as JSON, signed with HMAC-SHA256; retry 5xx and network errors with backoff."""
 
@@ -113,7 +111,6 @@ class WebhookSink(Sink):
         self._client.close()
 
 
-@SINKS.register("mqtt")
 class MqttSink(Sink):
     """Publish each message to `<prefix>/<device_id>/<kind>` (QoS 1) on an MQTT broker."""
 
@@ -122,11 +119,12 @@ class MqttSink(Sink):
     def __init__(self, settings: ForwardingSettings) -> None:
         super().__init__(settings)
         import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
 
         parsed = urlparse(str(settings.mqtt_url))
         if parsed.scheme not in ("mqtt", "tcp") or not parsed.hostname:
             raise ConfigError(f"bad MQTT URL {settings.mqtt_url!r}", "use mqtt://HOST:PORT")
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edgewise-server-{id(self):x}")
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"edgewise-server-{id(self):x}")
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.connect_async(parsed.hostname, parsed.port or 1883)
         self._client.loop_start()
@@ -140,6 +138,9 @@ class MqttSink(Sink):
     def close(self) -> None:
         self._client.loop_stop()
         self._client.disconnect()
+
+
+SINKS: Registry[type[Sink]] = Registry.of("forwarding sink", {"webhook": WebhookSink, "mqtt": MqttSink})
 
 
 class Forwarder:

@@ -14,14 +14,14 @@ import time
 from dataclasses import dataclass
 from typing import Any, cast
 
-from psycopg.types.json import Json
-from sqlalchemy import JSON, Table, bindparam, update
+from sqlalchemy import Table, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from edgewise.core.errors import ProtocolError
 from edgewise.core.wire import SHADOW_EVENT_TYPE, EventIn, IngestAck, IngestBatch, TelemetryIn
 from edgewise.fleet.db.models import Device, Event, Telemetry
+from edgewise.fleet.db.postgresql import insert_new_and_mark_seen
 from edgewise.fleet.rollouts.shadow_results import decode_capture, store_captures, store_shadow_reports
 
 MAX_SNAPSHOT_BYTES = 2 << 20
@@ -38,6 +38,10 @@ def _snapshot(event: EventIn) -> bytes | None:
     if len(data) > MAX_SNAPSHOT_BYTES:
         raise ProtocolError(f"event {event.seq}: snapshot is over {MAX_SNAPSHOT_BYTES} bytes", "send a smaller JPEG")
     return data
+
+
+ForwardedEvent = dict[str, object]
+"""A newly stored event as forwarders and the live stream get it: its row, without the image bytes."""
 
 
 @dataclass
@@ -67,6 +71,7 @@ def _telemetry_row(device_id: str, item: TelemetryIn, now: float) -> dict[str, A
 
 
 _DEVICES = cast(Table, Device.__table__)
+_EVENTS, _TELEMETRY = cast(Table, Event.__table__), cast(Table, Telemetry.__table__)
 _SEEN = update(_DEVICES).where(_DEVICES.c.id == bindparam("b_id")).values(last_seen=bindparam("b_now"))
 
 
@@ -76,57 +81,14 @@ def _store(session: Session, events: list[dict[str, Any]], telemetry: list[dict[
     devices as seen `now`; the keys of the events and of the telemetry it inserted."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        new_events, new_telemetry = _store_postgresql(
-            session, [(Event.__table__, events), (Telemetry.__table__, telemetry)], seen, now)
+        new_events, new_telemetry = insert_new_and_mark_seen(
+            session, [(_EVENTS, events), (_TELEMETRY, telemetry)], seen, now)
         return new_events, new_telemetry
     stored = [{(row[0], row[1]) for row in session.execute(_insert_new_statement(dialect, table), rows)}
-              if rows else set() for table, rows in ((Event.__table__, events), (Telemetry.__table__, telemetry))]
+              if rows else set() for table, rows in ((_EVENTS, events), (_TELEMETRY, telemetry))]
     if seen:
         session.execute(_SEEN, [{"b_id": device_id, "b_now": now} for device_id in seen])
     return stored[0], stored[1]
-
-
-def _store_postgresql(session: Session, inserts: list[tuple[Any, list[dict[str, Any]]]], seen: list[str],
-                      now: float) -> list[set[tuple[str, int]]]:
-    """On PostgreSQL: for each (table, rows), insert the rows not stored yet, and mark `seen` devices
-    as seen `now`; the keys each insert stored. All in one round trip (psycopg's pipeline).
-
-    Through psycopg's own executemany: SQLAlchemy would send one INSERT with a VALUES row per item,
-    a statement text that psycopg parses again, in Python, every time (it caches only short
-    statements with few parameters). One round trip: under load each costs the committing thread
-    a GIL handoff, longer than PostgreSQL takes to run the statements."""
-    driver = session.connection().connection.driver_connection
-    cursors = [driver.cursor() for _ in inserts]
-    try:
-        with driver.pipeline():
-            for cursor, (table, rows) in zip(cursors, inserts, strict=True):
-                if rows:
-                    columns = tuple(rows[0])
-                    as_json = {c.name for c in table.columns if isinstance(c.type, JSON)}
-                    cursor.executemany(_postgresql_insert_sql(table.name, columns), [
-                        tuple(Json(row[c]) if c in as_json and row[c] is not None else row[c] for c in columns)
-                        for row in rows], returning=True)
-            if seen:
-                driver.execute("UPDATE devices SET last_seen = %s WHERE id = ANY(%s::varchar[])", (now, seen))
-        stored: list[set[tuple[str, int]]] = []
-        for cursor, (_table, rows) in zip(cursors, inserts, strict=True):
-            keys: set[tuple[str, int]] = set()
-            while rows:
-                keys.update((row[0], row[1]) for row in cursor.fetchall())
-                if not cursor.nextset():
-                    break
-            stored.append(keys)
-        return stored
-    finally:
-        for cursor in cursors:
-            cursor.close()
-
-
-@functools.cache
-def _postgresql_insert_sql(table: str, columns: tuple[str, ...]) -> str:
-    names = ", ".join(f'"{c}"' for c in columns)
-    return (f'INSERT INTO "{table}" ({names}) VALUES ({", ".join(["%s"] * len(columns))}) '
-            "ON CONFLICT (device_id, seq) DO NOTHING RETURNING device_id, seq")
 
 
 @functools.cache
@@ -138,7 +100,7 @@ def _insert_new_statement(dialect: str, table: Any) -> Any:
 
 
 def store_batches(session: Session, batches: list[tuple[str, IngestBatch, DecodedImages]]
-                  ) -> list[tuple[IngestAck, list[dict[str, Any]]]]:
+                  ) -> list[tuple[IngestAck, list[ForwardedEvent]]]:
     """Store the new items of each (device id, batch, its decoded images), however many devices sent
     them: one INSERT for all events, one for all telemetry, one UPDATE for last seen.
 
@@ -178,7 +140,7 @@ def store_batches(session: Session, batches: list[tuple[str, IngestBatch, Decode
         seqs = {e.seq for e in batch.events} | {t.seq for t in batch.telemetry}
         ack = IngestAck(acked=sorted(seqs), duplicates=len(batch.events) + len(batch.telemetry) - fresh,
                         captured=captured)
-        forwarded = [{k: v for k, v in event_rows[key].items() if k != "snapshot_jpeg"}
+        forwarded: list[ForwardedEvent] = [{k: v for k, v in event_rows[key].items() if k != "snapshot_jpeg"}
                      | {"has_snapshot": event_rows[key]["snapshot_jpeg"] is not None} for key in stored]
         results.append((ack, forwarded))
     return results

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, cast
@@ -14,9 +15,11 @@ from sqlalchemy.orm import Session
 from edgewise.core.wire import BundleRef, DesiredState, ReportedState
 from edgewise.fleet.db.ids import dialect_of, ids_match
 from edgewise.fleet.db.models import Bundle, Device, ShadowAssignment
+from edgewise.fleet.db.postgresql import lock_rows_in_id_order
 from edgewise.fleet.errors import NotFound
 from edgewise.fleet.rollouts.bundles import archive_url
-from edgewise.fleet.rollouts.engine import Changes, on_device_reports
+from edgewise.fleet.rollouts.changes import Changes
+from edgewise.fleet.rollouts.engine import on_device_reports
 
 _BUNDLE_REFS: dict[tuple[str, str], BundleRef] = {}  # (database url, digest) -> its reference
 _BUNDLE_REFS_KEPT = 1024
@@ -25,7 +28,7 @@ _BUNDLE_REFS_KEPT = 1024
 def _bundle_refs(session: Session, digests: set[str]) -> dict[str, BundleRef]:
     """The reference of each bundle that exists. A bundle is named by its digest and never changes,
     so each is read once: a rollout wakes every device of a batch, each asking for the same one."""
-    database = str(session.get_bind().url)
+    database = str(session.get_bind().engine.url)
     missing = sorted(d for d in digests if (database, d) not in _BUNDLE_REFS)
     if missing:
         if len(_BUNDLE_REFS) > _BUNDLE_REFS_KEPT:
@@ -79,27 +82,20 @@ def _before_report(dialect: str) -> Select[Any]:
         _DEVICES.c.id, _DEVICES.c.name, _DEVICES.c.last_seen, _DEVICES.c.health, _DEVICES.c.update_state,
         _DEVICES.c.current_digest, _DEVICES.c.desired_deployment_id, _DEVICES.c.reported,
     ).where(ids_match(_DEVICES.c.id, dialect))
-_LOCKED = "edgewise.locked_devices"  # session.info: device id -> its row, as `lock_devices` read it
 _BEFORE_COLUMNS = ("id", "name", "last_seen", "health", "update_state", "current_digest", "desired_deployment_id",
                    "reported")
-_LOCK_SQL = (f"SELECT {', '.join(_BEFORE_COLUMNS)} FROM devices WHERE id = ANY(%s::varchar[]) "
-             "ORDER BY id FOR UPDATE")
 
 
-def lock_devices(session: Session, device_ids: list[str]) -> None:
+def lock_and_read_reporting_devices(session: Session, device_ids: list[str]) -> dict[str, dict[str, Any]]:
     """PostgreSQL: lock the rows of every device a group commit may write, in id order, before
     writing any (an operator's rollout updates device rows in id order too, so neither can hold a
     row the other needs while waiting for another: no deadlock), and keep what `apply_reports`
-    reads of them. One round trip, the transaction's BEGIN included (psycopg's pipeline sends both
-    together): device requests wait on these round trips, each a thread switch under load."""
+    reads of them (returned, by device id, for the group commit to hand to `apply_reports`). One
+    round trip, the transaction's BEGIN included: device requests wait on these round trips."""
     ids = sorted(set(device_ids))
     if not ids:
-        return
-    driver = session.connection().connection.driver_connection
-    with driver.cursor() as cursor:
-        with driver.pipeline():
-            cursor.execute(_LOCK_SQL, (ids,))
-        session.info[_LOCKED] = {row[0]: dict(zip(_BEFORE_COLUMNS, row, strict=True)) for row in cursor.fetchall()}
+        return {}
+    return lock_rows_in_id_order(session, "devices", _BEFORE_COLUMNS, ids)
 
 
 # One statement for every heartbeat of a group commit, executed once per report (executemany).
@@ -113,19 +109,20 @@ _STORE_REPORT = (
 )
 
 
-def apply_reports(session: Session, reports: list[tuple[str, ReportedState]], offline_after_s: float
-                  ) -> list[ReportOutcome]:
+def apply_reports(session: Session, reports: list[tuple[str, ReportedState]], offline_after_s: float,
+                  locked: Mapping[str, Mapping[str, Any]] | None = None) -> list[ReportOutcome]:
     """Store what devices report (this is also their heartbeat) and let their deployments react.
 
     Heartbeats are the most frequent write: however many arrive together, they cost one SELECT and
     one executemany UPDATE. The deployment engine runs only for a device of a deployment that
     reports something new (health, update progress or bundle): a repeated report cannot change its
-    verdict, and bake timers and timeouts move on in the housekeeping tick.
+    verdict, and bake timers and timeouts move on in the housekeeping tick. `locked`: the rows
+    `lock_and_read_reporting_devices` already read in this transaction (PostgreSQL), not read again.
     """
     ids = sorted({device_id for device_id, _ in reports})
-    locked = session.info.get(_LOCKED, {})
+    locked = locked or {}
     if all(device_id in locked for device_id in ids):
-        before = {device_id: locked[device_id] for device_id in ids}
+        before = {device_id: dict(locked[device_id]) for device_id in ids}
     else:
         before = {row.id: row._asdict() for row in session.execute(_before_report(dialect_of(session)), {"ids": ids})}
     now = time.time()

@@ -33,7 +33,7 @@ import struct
 import subprocess
 import sys
 import threading
-from typing import Any
+from typing import cast
 
 from edgewise.core.errors import EdgewiseError, InternalError, ServiceUnavailable
 from edgewise.fleet.gateway.device_requests import Answer, DeviceRequests, answers_of
@@ -46,9 +46,11 @@ START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # after a crash, then after each failed restart
 _LENGTH = struct.Struct("!I")
+# ("settings", json) | ("ready", pid) | ("jobs", [Job]) | ("answers", [Answer], [Changes], written) | ("stop",)
+Message = tuple[object, ...]
 
 
-def frame(message: Any) -> bytes:
+def frame(message: Message) -> bytes:
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     return _LENGTH.pack(len(data)) + data
 
@@ -59,9 +61,10 @@ class FrameReader:
     def __init__(self) -> None:
         self._buffer = bytearray()
 
-    def feed(self, data: bytes) -> list[Any]:
+    def feed(self, data: bytes) -> list[Message]:
         self._buffer += data
-        messages, start = [], 0
+        messages: list[Message] = []
+        start = 0
         while len(self._buffer) - start >= _LENGTH.size:
             (length,) = _LENGTH.unpack_from(self._buffer, start)
             end = start + _LENGTH.size + length
@@ -172,10 +175,10 @@ class DeviceProcess(DeviceRequests):
             return
         link.transport.write(data)
 
-    def _received(self, message: Any) -> None:
+    def _received(self, message: Message) -> None:
         if message[0] == "answers":
-            _, answers, finished, written = message
-            self._settle(answers, finished, written)
+            _, answers, finished, written = message  # our own device process wrote it (see `_Answers`)
+            self._settle(cast(list[Answer], answers), cast(list[object], finished), bool(written))
 
     def _lost(self, link: _Link) -> None:
         if link is not self._link or self._stopping:
@@ -219,7 +222,7 @@ def launch(settings: ServerSettings) -> tuple[subprocess.Popen[bytes], socket.so
     try:
         ours.settimeout(START_TIMEOUT_S)
         ours.sendall(frame(("settings", settings.model_dump_json())))
-        reader, ready = FrameReader(), list[Any]()
+        reader, ready = FrameReader(), list[Message]()
         while not ready:  # its first message says it is ready; nothing else comes before our jobs
             data = ours.recv(1 << 16)
             if not data:
@@ -253,11 +256,12 @@ class _Link(asyncio.Protocol):
     def __init__(self, owner: DeviceProcess) -> None:
         self.owner = owner
         self.reader = FrameReader()
-        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.transport: asyncio.Transport  # set by connection_made, which asyncio calls first
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # a socket's transport reads and writes (uvloop's is not an asyncio.Transport subclass)
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         for message in self.reader.feed(data):
@@ -282,7 +286,7 @@ class _Answers:
         self.link = link
         self._lock = threading.Lock()
 
-    def send(self, message: Any) -> None:
+    def send(self, message: Message) -> None:
         data = frame(message)
         with self._lock:
             try:
@@ -290,7 +294,7 @@ class _Answers:
             except OSError:
                 pass  # the server is gone: nobody waits for these answers any more
 
-    def deliver(self, outcomes: list[Outcome], finished: list[Any], written: bool) -> None:
+    def deliver(self, outcomes: list[Outcome], finished: list[object], written: bool) -> None:
         answers: list[Answer] = [(ticket, result, portable(error)) for ticket, result, error in answers_of(outcomes)]
         try:
             self.send(("answers", answers, finished, written))
@@ -310,17 +314,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: [device process] %(message)s")
     link = socket.socket(fileno=int(args[0]))
     reader = FrameReader()
-    pending: list[Any] = []
+    pending: list[Message] = []
     while not pending:
         data = link.recv(1 << 16)
         if not data:
             return 0
         pending = reader.feed(data)
     _kind, settings_json = pending.pop(0)
-    return _serve(link, reader, ServerSettings.model_validate_json(settings_json), pending)
+    return _serve(link, reader, ServerSettings.model_validate_json(str(settings_json)), pending)
 
 
-def _serve(link: socket.socket, reader: FrameReader, settings: ServerSettings, pending: list[Any]) -> int:
+def _serve(link: socket.socket, reader: FrameReader, settings: ServerSettings, pending: list[Message]) -> int:
     from edgewise.fleet.auth import DeviceAuthenticator
     from edgewise.fleet.db import open_database
     from edgewise.fleet.gateway.device_requests import build_group_commit
@@ -338,7 +342,7 @@ def _serve(link: socket.socket, reader: FrameReader, settings: ServerSettings, p
             for message in pending:
                 if message[0] == "stop":
                     return 0
-                for job in message[1]:
+                for job in cast(list[Job], message[1]):  # the server wrote it (see `DeviceProcess._send`)
                     commit.put(job)
             data = link.recv(1 << 20)
             if not data:

@@ -33,11 +33,10 @@ import functools
 import logging
 import queue
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from edgewise.core.errors import EdgewiseError, ServiceUnavailable
@@ -49,49 +48,66 @@ from edgewise.fleet.db.models import Device
 log = logging.getLogger("edgewise.fleet")
 
 MAX_BATCH = 256
-# handler(session, [(device, payload), ...]) -> one result per request, in the same order
-Handler = Callable[[Session, list[tuple[AuthedDevice | None, Any]]], list[Any]]
+# handler(session, [(device, payload), ...]) -> one result per request, in the same order. The
+# engine is blind to what kinds and payloads are: `edgewise.fleet.gateway.device_requests` gives
+# it typed handlers, keyed by the request's type.
+JobKind = type | str  # which handler a job goes to: its request's type (or a name, in the engine's tests)
+Handler = Callable[["Transaction", list[tuple[AuthedDevice | None, object]]], Sequence[object]]
+# lock(session, device ids) -> the rows it locked (and read), by device id, for the handlers
+Lock = Callable[[Session, list[str]], Mapping[str, Mapping[str, object]]]
+
+
+@dataclass
+class Transaction:
+    """What a handler works in: the session, and the device rows `lock` locked (and read) first,
+    in this transaction: on PostgreSQL for the writes, empty otherwise."""
+
+    session: Session
+    locked: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+Prepare = Callable[[object], object]
 
 
 @dataclass
 class Job:
-    kind: str
-    payload: Any
+    kind: JobKind
+    payload: object
     signed: SignedRequest | None  # None: for a device already authenticated (a long poll's recheck)
-    ticket: Any  # how its answer finds the request that waits for it (see `deliver`)
+    ticket: int  # how its answer finds the request that waits for it (see `deliver`)
 
 
 @dataclass
 class Outcome:
     job: Job
-    result: Any = None
+    result: object = None
     error: BaseException | None = None
 
 
 # deliver(outcomes, finished, written): a batch's answers, from a worker thread; `finished` is what
 # `finish` returned for each committed transaction; `written` tells writes (answered after their
 # commit) from reads and refusals.
-Deliver = Callable[[list[Outcome], list[Any], bool], None]
+Deliver = Callable[[list[Outcome], list[object], bool], None]
 _Checked = tuple[Outcome, AuthedDevice | None]  # a request that passed its checks, and its device
 
 
-def lock_devices(session: Session, device_ids: list[str]) -> None:
+def lock_device_rows(session: Session, device_ids: list[str]) -> Mapping[str, Mapping[str, object]]:
+    """Lock only: the handlers read what they need themselves (nothing is handed to them)."""
     if device_ids:
         session.execute(_lock_statement(dialect_of(session)), {"ids": sorted(set(device_ids))})
+    return {}
 
 
 @functools.cache
-def _lock_statement(dialect: str) -> Any:
+def _lock_statement(dialect: str) -> Select[tuple[str]]:
     table = Device.__table__
     return select(table.c.id).where(ids_match(table.c.id, dialect)).order_by(table.c.id).with_for_update()
 
 
 class GroupCommit:
-    def __init__(self, db: Database, devices: DeviceAuthenticator, handlers: dict[str, Handler],
-                 prepare: dict[str, Callable[[Any], Any]] | None = None, max_batch: int = MAX_BATCH,
-                 begin: Callable[[Session], None] | None = None, finish: Callable[[Session], Any] | None = None,
-                 readers: dict[str, Handler] | None = None,
-                 lock: Callable[[Session, list[str]], None] | None = None, deliver: Deliver | None = None) -> None:
+    def __init__(self, db: Database, devices: DeviceAuthenticator, handlers: dict[JobKind, Handler],
+                 prepare: dict[JobKind, Prepare] | None = None, max_batch: int = MAX_BATCH,
+                 begin: Callable[[Session], None] | None = None, finish: Callable[[Session], object] | None = None,
+                 readers: dict[JobKind, Handler] | None = None,
+                 lock: Lock | None = None, deliver: Deliver | None = None) -> None:
         """`handlers[kind]` write, in the group transaction; `readers[kind]` only read, in the
         checking thread's read-only transaction.
         `prepare[kind](payload)` runs before any database work and may raise an EdgewiseError to
@@ -99,7 +115,7 @@ class GroupCommit:
         `begin(session)` and `finish(session)` open and close each group transaction (work that
         should run once per batch, not once per request); what `finish` returns goes to `deliver`
         with the batch's outcomes, after the commit. `lock(session, device_ids)` locks the rows of
-        a batch's devices first, on PostgreSQL (default: `lock_devices`)."""
+        a batch's devices first, on PostgreSQL (default: `lock_device_rows`, which only locks)."""
         self.db = db
         self.devices = devices
         self.handlers = handlers
@@ -107,7 +123,7 @@ class GroupCommit:
         self.prepare = prepare or {}
         self.max_batch = max_batch
         self.begin, self.finish = begin, finish
-        self.lock = lock or lock_devices
+        self.lock = lock or lock_device_rows
         self.deliver = deliver
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._writes: queue.SimpleQueue[list[_Checked] | None] = queue.SimpleQueue()
@@ -207,12 +223,12 @@ class GroupCommit:
 
     def _run_reads(self, session: Session, reads: list[_Checked]) -> None:
         try:
-            _run_handlers(session, self.readers, reads)
+            _run_handlers(Transaction(session), self.readers, reads)
         except Exception:
             for one in reads:  # find the one that broke the batch: each alone, in its own transaction
                 try:
                     with self.db.session(write=False) as alone:
-                        _run_handlers(alone, self.readers, [one])
+                        _run_handlers(Transaction(alone), self.readers, [one])
                 except Exception as error:
                     if not isinstance(error, EdgewiseError):
                         log.exception("device request failed")
@@ -235,7 +251,7 @@ class GroupCommit:
                     stopping = True
                     break
                 batch.extend(more)
-            finished: list[Any] = []
+            finished: list[object] = []
             try:
                 self._commit(batch, finished)
             except Exception as error:  # a bug here must fail this batch, never the thread every request waits on
@@ -246,17 +262,18 @@ class GroupCommit:
             if stopping:
                 break
 
-    def _commit(self, batch: list[_Checked], finished: list[Any]) -> None:
+    def _commit(self, batch: list[_Checked], finished: list[object]) -> None:
         try:
             with self.db.session() as session:
                 if self.begin is not None:
                     self.begin(session)
+                locked: Mapping[str, Mapping[str, object]] = {}
                 if not self.db.is_sqlite:
                     # Lock every device row this batch may write, in id order, before writing any:
                     # an operator's rollout updates device rows in id order too, so neither can
                     # hold one row the other needs while waiting for another (no deadlock).
-                    self.lock(session, [device.id for _, device in batch if device is not None])
-                _run_handlers(session, self.handlers, batch)
+                    locked = self.lock(session, [device.id for _, device in batch if device is not None])
+                _run_handlers(Transaction(session, locked), self.handlers, batch)
                 result = self.finish(session) if self.finish is not None else None
             if self.finish is not None:
                 finished.append(result)
@@ -272,7 +289,7 @@ class GroupCommit:
 
     # --- answers ---------------------------------------------------------------------------------
 
-    def _hand_back(self, outcomes: list[Outcome], finished: list[Any], timed: bool = False) -> None:
+    def _hand_back(self, outcomes: list[Outcome], finished: list[object], timed: bool = False) -> None:
         if (outcomes or finished) and self.deliver is not None:
             try:
                 self.deliver(outcomes, finished, timed)
@@ -301,12 +318,12 @@ def _take(jobs: queue.SimpleQueue[Job | None], limit: int | None, block: bool = 
     return taken, False
 
 
-def _run_handlers(session: Session, handlers: dict[str, Handler], batch: list[_Checked]) -> None:
+def _run_handlers(transaction: Transaction, handlers: dict[JobKind, Handler], batch: list[_Checked]) -> None:
     """Each kind's handler once, on all the requests of that kind; results onto their outcomes."""
-    by_kind: dict[str, list[_Checked]] = {}
+    by_kind: dict[JobKind, list[_Checked]] = {}
     for checked in batch:
         by_kind.setdefault(checked[0].job.kind, []).append(checked)
     for kind, items in by_kind.items():
-        results = handlers[kind](session, [(device, outcome.job.payload) for outcome, device in items])
+        results = handlers[kind](transaction, [(device, outcome.job.payload) for outcome, device in items])
         for (outcome, _device), result in zip(items, results, strict=True):
             outcome.result = result

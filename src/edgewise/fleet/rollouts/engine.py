@@ -1,74 +1,40 @@
 """The rollout engine: deployments assign a bundle to devices batch by batch, bake, halt by
 themselves past the failure threshold, and roll back to what each device ran before.
 
-Deployment states:  rolling -> completed | halted;  any of them -> rolled_back.
-Target states:      pending -> assigned -> updating -> succeeded | failed;  -> rolled_back.
-A pending target (a batch not reached) is never touched: its device's desired state is unchanged.
-Every change is written to `deployment_history`.
+The statuses and the moves between them are in `lifecycle.py`; operators' halt and rollback in
+`operator_actions.py`. Target states: pending -> assigned -> updating -> succeeded | failed;
+-> rolled_back | cancelled. A pending target (a batch not reached) is never touched: its
+device's desired state is unchanged. Every change is written to `deployment_history`.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, func, insert, inspect, select, update
 from sqlalchemy.orm import Session
 
-from edgewise.core.errors import ConfigError
+from edgewise.core.errors import ConfigError, InternalError
 from edgewise.fleet.db.ids import dialect_of, ids_match
 from edgewise.fleet.db.models import Bundle, Deployment, DeploymentHistory, DeploymentTarget, Device
-from edgewise.fleet.errors import Conflict, NotFound
+from edgewise.fleet.errors import Conflict
+from edgewise.fleet.rollouts.changes import Changes, bump, history_row, record
+from edgewise.fleet.rollouts.lifecycle import FINISHED_TARGET, LIVE, DeploymentStatus, TargetStatus, move, set_status
 from edgewise.fleet.rollouts.quality_gate import Verdict, judge, pool
 from edgewise.fleet.rollouts.selectors import Selector, matches
 from edgewise.fleet.rollouts.shadow_results import assign_shadow, clear_shadow, reports_for
 from edgewise.fleet.rollouts.strategies import StrategySpec, plan
 
-ACTIVE = "rolling"
-SHADOWING = "shadowing"  # quality gate: the first batch runs the candidate in shadow
-LIVE = (ACTIVE, SHADOWING)
-CANCELLED = "cancelled"  # a target the deployment ended before assigning (rolled back while pending)
-FINISHED_TARGET = ("succeeded", "failed", "rolled_back", CANCELLED)
+ACTIVE, SHADOWING = DeploymentStatus.ROLLING, DeploymentStatus.SHADOWING
+_TARGETS, _HISTORY = cast(Table, DeploymentTarget.__table__), cast(Table, DeploymentHistory.__table__)
+CANCELLED = TargetStatus.CANCELLED.value
 UPDATING_STATES = ("download", "verify", "install", "activate", "health-check", "commit")
 _DEFERRED = "edgewise.deferred_evaluations"  # session.info key: deployment ids to evaluate at commit
 # What assigning a device needs: its identity, what it runs and reports, and its desired state.
 _VERDICT_COLUMNS = (Device.id, Device.revoked, Device.reported, Device.update_state, Device.current_digest,
                     Device.health, Device.desired_digest, Device.desired_deployment_id)
-
-
-@dataclass
-class Changes:
-    """What a rollout step changed, for the caller to announce after commit."""
-
-    desired_changed: set[str] = field(default_factory=set)
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _record(session: Session, changes: Changes, deployment_id: str, to_state: str, from_state: str = "",
-            device_id: str | None = None, detail: str = "") -> None:
-    session.add(DeploymentHistory(**_history(changes, deployment_id, to_state, from_state, device_id, detail,
-                                             time.time())))
-
-
-def _history(changes: Changes, deployment_id: str, to_state: str, from_state: str, device_id: str | None,
-             detail: str, ts: float) -> dict[str, Any]:
-    """One history row (to insert), also listed in `changes` for the caller to announce."""
-    changes.history.append({"deployment_id": deployment_id, "device_id": device_id, "from": from_state,
-                            "to": to_state, "detail": detail})
-    return {"deployment_id": deployment_id, "ts": ts, "device_id": device_id, "from_state": from_state,
-            "to_state": to_state, "detail": detail}
-
-
-def _set_desired(device: Device, digest: str | None, deployment_id: str | None, changes: Changes,
-                 downgrade: bool = False) -> None:
-    device.desired_digest = digest
-    device.desired_downgrade = downgrade
-    device.desired_deployment_id = deployment_id
-    device.desired_revision = (device.desired_revision or 0) + 1
-    changes.desired_changed.add(device.id)
 
 
 def _order(devices: list[Any], now: float, offline_after_s: float) -> list[Any]:
@@ -102,16 +68,16 @@ def create_deployment(session: Session, bundle: Bundle, selector: Selector, spec
     batches = plan(spec, [d.id for d in _order(devices, now, offline_after_s)])
     deployment = Deployment(
         id="dep-" + secrets.token_hex(6), bundle_digest=bundle.digest, selector=selector.model_dump(),
-        strategy=spec.model_dump(), status=ACTIVE, current_batch=0, batch_count=len(batches),
+        strategy=spec.model_dump(), status=ACTIVE.value, current_batch=0, batch_count=len(batches),
         created_at=now, updated_at=now, created_by=created_by,
     )
     session.add(deployment)
     session.flush()
-    session.execute(insert(DeploymentTarget.__table__), [
+    session.execute(insert(_TARGETS), [
         {"deployment_id": deployment.id, "device_id": device_id, "batch": index, "status": "pending", "detail": ""}
         for index, batch in enumerate(batches) for device_id in batch])
     changes = Changes()
-    _record(session, changes, deployment.id, ACTIVE, detail=f"{bundle.ref} to {len(devices)} device(s) in "
+    record(session, changes, deployment.id, ACTIVE, detail=f"{bundle.ref} to {len(devices)} device(s) in "
             f"{len(batches)} batch(es) by {spec.name}")
     if spec.quality is not None:
         _start_shadow(session, deployment, batches[0], spec, changes)
@@ -120,21 +86,12 @@ def create_deployment(session: Session, bundle: Bundle, selector: Selector, spec
     return deployment, changes
 
 
-def _bump(session: Session, device_ids: list[str], changes: Changes) -> None:
-    """The desired state of these devices changed without a new bundle (their shadow did)."""
-    for device_id in device_ids:
-        device = session.get(Device, device_id)
-        if device is not None:
-            device.desired_revision = (device.desired_revision or 0) + 1
-            changes.desired_changed.add(device_id)
-
-
 def _start_shadow(session: Session, deployment: Deployment, canaries: list[str], spec: StrategySpec,
                   changes: Changes) -> None:
     assign_shadow(session, deployment.id, deployment.bundle_digest, canaries, spec.shadow_share)
-    _bump(session, canaries, changes)
-    deployment.status = SHADOWING
-    _record(session, changes, deployment.id, SHADOWING, ACTIVE, detail=f"candidate in shadow on {len(canaries)} "
+    bump(session, canaries, changes)
+    move(deployment, SHADOWING)
+    record(session, changes, deployment.id, SHADOWING, ACTIVE, detail=f"candidate in shadow on {len(canaries)} "
             f"canary device(s), {spec.shadow_share:.0%} of frames, until the quality gate decides")
 
 
@@ -142,19 +99,21 @@ def _gate(session: Session, deployment: Deployment, spec: StrategySpec, changes:
     """Promote (the first batch starts serving) or roll back on the canaries' shadow reports."""
     canaries = list(session.scalars(select(DeploymentTarget.device_id).where(
         DeploymentTarget.deployment_id == deployment.id, DeploymentTarget.batch == 0)))
-    verdict = judge(spec.quality, pool(reports_for(session, deployment.bundle_digest, canaries)), canaries)  # type: ignore[arg-type]
+    if spec.quality is None:  # a gated deployment always has its criteria: a bug otherwise
+        raise InternalError(f"deployment {deployment.id} is shadowing without quality criteria")
+    verdict = judge(spec.quality, pool(reports_for(session, deployment.bundle_digest, canaries)), canaries)
     if verdict.decision == "wait":
         if now - deployment.created_at < spec.gate_timeout_s:
             return
         verdict = Verdict("rollback", f"quality gate failed: no verdict within {spec.gate_timeout_s:.0f}s "
                                       f"({verdict.reason})")
-    _bump(session, clear_shadow(session, deployment.id), changes)
+    bump(session, clear_shadow(session, deployment.id), changes)
     if verdict.decision == "promote":
-        deployment.status = ACTIVE
-        _record(session, changes, deployment.id, "promoted", SHADOWING, detail=verdict.reason)
+        move(deployment, ACTIVE)
+        record(session, changes, deployment.id, "promoted", SHADOWING, detail=verdict.reason)
         _assign_batch(session, deployment, deployment.bundle_digest, 0, changes)
     else:
-        _set_status(session, deployment, "rolled_back", changes, verdict.reason)
+        set_status(session, deployment, DeploymentStatus.ROLLED_BACK, changes, verdict.reason)
 
 
 def _assign_batch(session: Session, deployment: Deployment, digest: str, batch: int, changes: Changes) -> None:
@@ -182,21 +141,21 @@ def _assign_batch(session: Session, deployment: Deployment, digest: str, batch: 
                       status="assigned", assigned_at=now, detail="")
         assigned.append({"d_id": row.id})
         changes.desired_changed.add(row.id)
-        history.append(_history(changes, deployment.id, "assigned", "pending", row.id, f"batch {batch}", now))
+        history.append(history_row(changes, deployment.id, "assigned", "pending", row.id, f"batch {batch}", now))
         verdict = _target_verdict(row, digest, deployment.id, spec)
         if _moves(target["status"], verdict):
             detail = _update_error(row)
             target.update(status=verdict, detail=detail, finished_at=now if verdict in FINISHED_TARGET else None)
-            history.append(_history(changes, deployment.id, str(verdict), "assigned", row.id, detail, now))
+            history.append(history_row(changes, deployment.id, str(verdict), "assigned", row.id, detail, now))
     if targets:
-        session.execute(update(DeploymentTarget.__table__).where(DeploymentTarget.id == bindparam("t_id"))
+        session.execute(update(_TARGETS).where(DeploymentTarget.id == bindparam("t_id"))
                         .values(status=bindparam("status"), detail=bindparam("detail"),
                                 previous_digest=bindparam("previous_digest"),
                                 previous_deployment_id=bindparam("previous_deployment_id"),
                                 assigned_at=bindparam("assigned_at"), finished_at=bindparam("finished_at")),
                         targets)
     if history:
-        session.execute(insert(DeploymentHistory.__table__), history)
+        session.execute(insert(_HISTORY), history)
     if assigned:
         # Last, and one statement for the whole batch: from here to the commit, requests of these
         # devices wait on their rows (on PostgreSQL; on SQLite every request waits on the writer).
@@ -265,7 +224,7 @@ def _judge_target(session: Session, deployment: Deployment, target: DeploymentTa
         target.finished_at = time.time()
     detail = _update_error(device)
     target.detail = detail or target.detail
-    _record(session, changes, deployment.id, str(verdict), previous, device.id, detail)
+    record(session, changes, deployment.id, str(verdict), previous, device.id, detail)
     return True
 
 
@@ -311,7 +270,7 @@ def on_device_reports(session: Session, reports: dict[str, Any]) -> dict[str, Ch
             continue
         target, deployment = found
         # A halted deployment still records how its devices end up, but never moves on.
-        if deployment.status not in (ACTIVE, "halted"):
+        if deployment.status not in (ACTIVE, DeploymentStatus.HALTED):
             continue
         spec = specs.setdefault(deployment.id, StrategySpec.model_validate(deployment.strategy))
         changes = results[device_id]
@@ -351,7 +310,7 @@ def evaluate(session: Session, deployment: Deployment, changes: Changes, now: fl
         for target in silent:
             previous, target.status, target.finished_at = target.status, "failed", now
             target.detail = f"no success reported within {spec.device_timeout_s:.0f}s"
-            _record(session, changes, deployment.id, "failed", previous, target.device_id, target.detail)
+            record(session, changes, deployment.id, "failed", previous, target.device_id, target.detail)
     session.flush()
     in_current = DeploymentTarget.batch == deployment.current_batch
     reached = failed = unfinished = 0
@@ -362,7 +321,7 @@ def evaluate(session: Session, deployment: Deployment, changes: Changes, now: fl
         failed += count if status == "failed" else 0
         unfinished += count if current and status not in FINISHED_TARGET else 0
     if reached and failed / reached > spec.failure_threshold:
-        _set_status(session, deployment, "halted", changes,
+        set_status(session, deployment, DeploymentStatus.HALTED, changes,
                     f"{failed} of {reached} device(s) failed (threshold {spec.failure_threshold:.0%})")
         return
     if unfinished:
@@ -372,16 +331,10 @@ def evaluate(session: Session, deployment: Deployment, changes: Changes, now: fl
     if now - deployment.batch_done_at < spec.bake_s:
         return
     if deployment.current_batch + 1 < deployment.batch_count:
-        _record(session, changes, deployment.id, "batch", detail=f"batch {deployment.current_batch + 1} starts")
+        record(session, changes, deployment.id, "batch", detail=f"batch {deployment.current_batch + 1} starts")
         _assign_batch(session, deployment, deployment.bundle_digest, deployment.current_batch + 1, changes)
     else:
-        _set_status(session, deployment, "completed", changes, f"{reached - failed} device(s) updated")
-
-
-def _set_status(session: Session, deployment: Deployment, status: str, changes: Changes, reason: str) -> None:
-    previous, deployment.status = deployment.status, status
-    deployment.reason, deployment.updated_at = reason, time.time()
-    _record(session, changes, deployment.id, status, previous, detail=reason)
+        set_status(session, deployment, DeploymentStatus.COMPLETED, changes, f"{reached - failed} device(s) updated")
 
 
 def advance_all(session: Session) -> Changes:
@@ -390,60 +343,3 @@ def advance_all(session: Session) -> Changes:
     for deployment in session.scalars(select(Deployment).where(Deployment.status.in_(LIVE))).all():
         evaluate(session, deployment, changes)
     return changes
-
-
-def get_deployment(session: Session, deployment_id: str) -> Deployment:
-    deployment = session.get(Deployment, deployment_id, with_for_update=True)
-    if deployment is None:
-        raise NotFound(f"deployment {deployment_id} not found", "list them with `edgewise deployments list`")
-    return deployment
-
-
-def halt(session: Session, deployment_id: str, reason: str = "halted by an operator") -> Changes:
-    deployment = get_deployment(session, deployment_id)
-    if deployment.status not in LIVE:
-        raise Conflict(f"deployment {deployment_id} is {deployment.status}, not rolling")
-    changes = Changes()
-    _bump(session, clear_shadow(session, deployment.id), changes)
-    _set_status(session, deployment, "halted", changes, reason)
-    return changes
-
-
-def rollback(session: Session, deployment_id: str, reason: str = "rolled back by an operator") -> Changes:
-    """Every device this deployment touched gets back the desired state it had before."""
-    deployment = get_deployment(session, deployment_id)
-    if deployment.status == "rolled_back":
-        raise Conflict(f"deployment {deployment_id} is already rolled back")
-    changes = Changes()
-    _bump(session, clear_shadow(session, deployment.id), changes)
-    targets = session.scalars(select(DeploymentTarget).where(DeploymentTarget.deployment_id == deployment_id)).all()
-    for target in targets:
-        if target.status == "pending":  # never assigned: nothing to undo, but no longer waiting either
-            target.status, target.finished_at = CANCELLED, time.time()
-            target.detail = "not assigned before the rollback"
-            _record(session, changes, deployment_id, CANCELLED, "pending", target.device_id, target.detail)
-            continue
-        device = session.get(Device, target.device_id)
-        # A device that a newer deployment has since taken over keeps that newer desired state.
-        if device is not None and device.desired_deployment_id == deployment_id:
-            # An authenticated operator action (or the halt rule the operator set): the device may go
-            # back to the older version it ran before, which anti-rollback would refuse otherwise.
-            _set_desired(device, target.previous_digest, target.previous_deployment_id, changes, downgrade=True)
-        previous, target.status = target.status, "rolled_back"
-        _record(session, changes, deployment_id, "rolled_back", previous, target.device_id)
-    _set_status(session, deployment, "rolled_back", changes, reason)
-    return changes
-
-
-def progress(session: Session, deployment_ids: Iterable[str]) -> dict[str, dict[str, int]]:
-    """deployment id -> target status -> count."""
-    counts: dict[str, dict[str, int]] = {}
-    ids = list(deployment_ids)
-    if not ids:
-        return counts
-    rows = session.execute(select(DeploymentTarget.deployment_id, DeploymentTarget.status)
-                           .where(DeploymentTarget.deployment_id.in_(ids))).all()
-    for deployment_id, status in rows:
-        bucket = counts.setdefault(deployment_id, {})
-        bucket[status] = bucket.get(status, 0) + 1
-    return counts

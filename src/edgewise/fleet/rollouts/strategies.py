@@ -41,25 +41,26 @@ class StrategySpec(StrictSettings):
 
 
 Planner = Callable[[StrategySpec, list[str]], list[list[str]]]
-STRATEGIES: Registry[Planner] = Registry("rollout strategy")
-
-
-@STRATEGIES.register("all-at-once", "every selected device at once")
 def all_at_once(_spec: StrategySpec, device_ids: list[str]) -> list[list[str]]:
     return [device_ids]
 
 
-@STRATEGIES.register("canary", "a percentage first, then (after the bake time, if healthy) the rest")
 def canary(spec: StrategySpec, device_ids: list[str]) -> list[list[str]]:
     size = max(1, math.ceil(len(device_ids) * spec.percent / 100.0))
     return [batch for batch in (device_ids[:size], device_ids[size:]) if batch]
 
 
-@STRATEGIES.register("staged", "N equal batches, one after the other")
 def staged(spec: StrategySpec, device_ids: list[str]) -> list[list[str]]:
     count = min(spec.batches, len(device_ids))
     size = math.ceil(len(device_ids) / count)
     return [device_ids[start : start + size] for start in range(0, len(device_ids), size)]
+
+
+STRATEGIES: Registry[Planner] = Registry.of("rollout strategy", {
+    "all-at-once": (all_at_once, "every selected device at once"),
+    "canary": (canary, "a percentage first, then (after the bake time, if healthy) the rest"),
+    "staged": (staged, "N equal batches, one after the other"),
+})
 
 
 def plan(spec: StrategySpec, device_ids: list[str]) -> list[list[str]]:

@@ -56,13 +56,10 @@ class Recipe(BaseModel):
         return built
 
     def final_precision(self) -> str:
-        """The precision the recipe will produce, known before anything runs."""
+        """The precision the recipe will produce, known before anything runs (as each step declares it)."""
         precision = "fp32"
-        for spec in self.steps:
-            if spec.step == "quantize":
-                mode = spec.params.get("mode", "ptq-static")
-                precision = {"ptq-static": "int8", "qat": "int8", "dynamic": "int8", "fp16": "fp16",
-                             "int4": "int4"}.get(mode, mode)
+        for step in self.build():
+            precision = step.output_precision() or precision
         return precision
 
 
@@ -79,8 +76,8 @@ def _check_order(recipe_name: str, steps: list[Step]) -> None:
                 f"{onnx_only_from}, which produced an ONNX-only model",
                 "put prune/decompose/distill/separable/qat before post-training quantization",
             )
-        if step.name == "quantize":
-            onnx_only_from = f"step {position} (quantize)"
+        if step.leaves_onnx_only():
+            onnx_only_from = f"step {position} ({step.name})"
 
 
 def parse_recipe(data: object, source: str) -> Recipe:

@@ -7,7 +7,6 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from edgewise.core.plugins import Registry
 from edgewise.studio.compress.state import CompressState
 
 
@@ -34,9 +33,20 @@ class Step(ABC):
         """Whether this configured step needs the torch model (some modes work on ONNX alone)."""
         return self.needs_torch
 
+    def output_precision(self) -> str | None:
+        """The precision this configured step leaves the model in; None: it keeps the one it got."""
+        return None
+
+    def leaves_onnx_only(self) -> bool:
+        """Whether only ONNX steps may follow (the torch weights no longer describe the model)."""
+        return False
+
+    def takes_accuracy_budget(self) -> bool:
+        """Whether `--max-drop` applies to this configured step (it has a `max_drop` parameter)."""
+        return False
+
     @abstractmethod
     def apply(self, state: CompressState) -> CompressState:
         """Run the technique; record what happened in `state.notes` / `state.details`."""
 
 
-STEPS: Registry[type[Step]] = Registry("compression step")

@@ -19,7 +19,7 @@ from torch import nn
 from edgewise.core.errors import RecipeError
 from edgewise.studio.compress.state import CompressState
 from edgewise.studio.compress.steps._modules import count_params, replace_module
-from edgewise.studio.compress.steps.base import STEPS, Step, StepParams
+from edgewise.studio.compress.steps.base import Step, StepParams
 from edgewise.studio.compress.training import fine_tune
 
 
@@ -118,7 +118,6 @@ def _decompose_conv(layer: nn.Conv2d, p: DecomposeParams) -> nn.Module | None:
     return nn.Sequential(first, middle, last)
 
 
-@STEPS.register("decompose")
 class Decompose(Step):
     """Low-rank factorization: SVD for linear layers, Tucker-2 for convolutions, then fine-tune."""
 

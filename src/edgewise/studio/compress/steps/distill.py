@@ -11,7 +11,7 @@ from pydantic import Field
 
 from edgewise.core.errors import ModelError, RecipeError
 from edgewise.studio.compress.state import CompressState
-from edgewise.studio.compress.steps.base import STEPS, Step, StepParams
+from edgewise.studio.compress.steps.base import Step, StepParams
 from edgewise.studio.compress.training import fine_tune
 
 
@@ -23,7 +23,6 @@ class DistillParams(StepParams):
     lr: float = Field(1e-3, gt=0)
 
 
-@STEPS.register("distill")
 class Distill(Step):
     """Knowledge distillation from the teacher into a zoo student or the current model."""
 

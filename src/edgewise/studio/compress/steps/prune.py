@@ -16,7 +16,7 @@ from torch.nn.utils import prune as torch_prune
 
 from edgewise.core.errors import RecipeError
 from edgewise.studio.compress.state import CompressState
-from edgewise.studio.compress.steps.base import STEPS, Step, StepParams
+from edgewise.studio.compress.steps.base import Step, StepParams
 from edgewise.studio.compress.training import fine_tune
 
 WEIGHTED = (nn.Conv2d, nn.Linear)
@@ -36,7 +36,6 @@ class PruneParams(StepParams):
     lr: float = Field(1e-3, gt=0)
 
 
-@STEPS.register("prune")
 class Prune(Step):
     """Remove weights: structured channels (smaller, faster) or unstructured magnitude (sparse)."""
 

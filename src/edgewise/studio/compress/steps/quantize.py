@@ -16,11 +16,13 @@ from edgewise.core.errors import RecipeError
 from edgewise.studio.compress.measure import export_model, onnx_accuracy
 from edgewise.studio.compress.state import CompressState
 from edgewise.studio.compress.steps import _fake_quant, _ort_quant
-from edgewise.studio.compress.steps.base import STEPS, Step, StepParams
+from edgewise.studio.compress.steps.base import Step, StepParams
 from edgewise.studio.compress.targetcheck import float_compute_layers
 from edgewise.studio.compress.training import fine_tune
 
 TORCH_MODES = {"qat", "binary", "ternary"}
+OUTPUT_PRECISION = {"ptq-static": "int8", "qat": "int8", "dynamic": "int8", "fp16": "fp16", "int4": "int4",
+                    "binary": "binary", "ternary": "ternary"}
 
 
 class QuantizeParams(StepParams):
@@ -37,7 +39,6 @@ class QuantizeParams(StepParams):
     int4_block_size: int = Field(32, ge=16)
 
 
-@STEPS.register("quantize")
 class Quantize(Step):
     """Lower precision: int8 static/dynamic, fp16, QAT, int4 weight-only, binary/ternary (experimental)."""
 
@@ -47,6 +48,15 @@ class Quantize(Step):
 
     def needs_torch_for(self) -> bool:
         return self.params.mode in TORCH_MODES
+
+    def output_precision(self) -> str:
+        return OUTPUT_PRECISION[self.params.mode]
+
+    def leaves_onnx_only(self) -> bool:
+        return True  # a quantized ONNX graph: its torch model is no longer what runs
+
+    def takes_accuracy_budget(self) -> bool:
+        return self.params.mode in ("ptq-static", "qat")  # accuracy-aware: layers fall back to float
 
     def apply(self, state: CompressState) -> CompressState:
         p = self.params

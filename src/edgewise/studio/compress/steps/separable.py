@@ -12,7 +12,7 @@ from torch import nn
 from edgewise.core.errors import RecipeError
 from edgewise.studio.compress.state import CompressState
 from edgewise.studio.compress.steps._modules import count_params, replace_module
-from edgewise.studio.compress.steps.base import STEPS, Step, StepParams
+from edgewise.studio.compress.steps.base import Step, StepParams
 from edgewise.studio.compress.training import fine_tune
 
 
@@ -30,7 +30,6 @@ def separable_block(conv: nn.Conv2d) -> nn.Sequential:
     return nn.Sequential(depthwise, nn.BatchNorm2d(conv.in_channels), nn.ReLU(inplace=True), pointwise)
 
 
-@STEPS.register("separable")
 class Separable(Step):
     """Replace kxk convolutions with depthwise-separable blocks and recover accuracy by distillation."""
 

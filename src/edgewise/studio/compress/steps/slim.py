@@ -17,7 +17,7 @@ from pydantic import Field
 from edgewise.core.errors import ModelError, RecipeError
 from edgewise.studio.compress.measure import max_output_diff
 from edgewise.studio.compress.state import CompressState
-from edgewise.studio.compress.steps.base import STEPS, Step, StepParams
+from edgewise.studio.compress.steps.base import Step, StepParams
 
 
 class SlimParams(StepParams):
@@ -25,7 +25,6 @@ class SlimParams(StepParams):
     tolerance: float = Field(1e-4, gt=0)
 
 
-@STEPS.register("slim")
 class Slim(Step):
     """Optimise the ONNX graph (onnxslim or ONNX Runtime's optimizer); outputs checked unchanged."""
 

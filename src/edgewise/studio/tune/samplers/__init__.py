@@ -18,28 +18,29 @@ from edgewise.studio.tune.samplers.tt import TensorTrainSampler
 
 SamplerFactory = Callable[[dict[str, BaseDistribution], int | None, int], optuna.samplers.BaseSampler]
 
-SAMPLERS: Registry[SamplerFactory] = Registry("sampler")
-
-
-@SAMPLERS.register("grid", "every combination of the discretised space, in shuffled order")
 def _grid(space: dict[str, BaseDistribution], seed: int | None, objectives: int) -> optuna.samplers.BaseSampler:
     grid: dict[str, Any] = {name: discrete_values(dist, float_levels=5) for name, dist in space.items()}
     return optuna.samplers.GridSampler(grid, seed=seed)
 
 
-@SAMPLERS.register("random", "independent uniform draws")
 def _random(space: dict[str, BaseDistribution], seed: int | None, objectives: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-@SAMPLERS.register("tpe", "Optuna's tree-structured Parzen estimator (multivariate)")
 def _tpe(space: dict[str, BaseDistribution], seed: int | None, objectives: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=10)
 
 
-@SAMPLERS.register("tt", "tensor-train distribution fitted to elite trials (PROTES)")
 def _tt(space: dict[str, BaseDistribution], seed: int | None, objectives: int) -> optuna.samplers.BaseSampler:
     return TensorTrainSampler(space, seed=seed)
+
+
+SAMPLERS: Registry[SamplerFactory] = Registry.of("sampler", {
+    "grid": (_grid, "every combination of the discretised space, in shuffled order"),
+    "random": (_random, "independent uniform draws"),
+    "tpe": (_tpe, "Optuna's tree-structured Parzen estimator (multivariate)"),
+    "tt": (_tt, "tensor-train distribution fitted to elite trials (PROTES)"),
+})
 
 
 def create_sampler(
