@@ -90,6 +90,9 @@ def test_devices_are_served_while_a_hostile_client_hammers_the_server(fleet: Run
     finally:
         out, _ = hostile.communicate(timeout=30)
     hostile_sent = int(out.strip() or 0)
+    print(f"hostile client: {hostile_sent} requests; devices: {loud_ok}/{loud_sent} served under attack, "  # -s
+          f"p99 {_p99(loud) * 1000:.1f} ms vs {_p99(quiet) * 1000:.1f} ms without "
+          f"({_p99(loud) / _p99(quiet):.2f}x); limiter refused {fleet.ctx.auth_limiter.refused}")
     assert quiet_ok == quiet_sent
     assert hostile_sent > 10 * loud_sent, f"the hostile client sent only {hostile_sent} requests"
     assert loud_ok >= 0.99 * loud_sent, f"{loud_sent - loud_ok} of {loud_sent} device requests failed"

@@ -34,7 +34,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from edgewise.core.errors import ProtocolError
-from edgewise.core.strict_json import StrictJSONError, text_problem
+from edgewise.core.strict_json import INT64_MAX, StrictJSONError, text_problem
 from edgewise.core.strict_json import loads as strict_loads
 from edgewise.core.validation import describe_validation
 
@@ -62,7 +62,6 @@ def request_signing_bytes(method: str, path_with_query: str, timestamp: str, non
 # The server parses every body with `edgewise.core.strict_json` (no duplicate keys, depth <= 64,
 # 64-bit integers, finite numbers, valid UTF-8, no NUL); the types below bound each field besides.
 
-INT64_MAX = (1 << 63) - 1
 MAX_BATCH_EVENTS = 1000
 MAX_BATCH_TELEMETRY = 1000
 MAX_BATCH_CAPTURES = 64

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
+from http.cookies import CookieError, SimpleCookie
 from typing import TypeVar
 from urllib.parse import unquote_to_bytes
 
@@ -28,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from edgewise.core.auth import signing_headers
 from edgewise.core.errors import AuthError
 from edgewise.core.wire import API_PREFIX
+from edgewise.fleet.auth import DASHBOARD_COOKIE
 from edgewise.fleet.http_errors import error_response
 
 DEVICE_PREFIX = API_PREFIX + "/device/"
@@ -114,8 +116,13 @@ def _identity(path: str, headers: dict[str, str]) -> str | None:
     authorization = headers.get("authorization", "")
     token = authorization[7:].strip() if authorization.lower().startswith("bearer ") else ""
     if not token:
-        cookie = headers.get("cookie", "")
-        token = cookie if "edgewise_token=" in cookie else ""
+        cookies = SimpleCookie()
+        try:
+            cookies.load(headers.get("cookie", ""))
+        except CookieError:
+            cookies.clear()
+        morsel = cookies.get(DASHBOARD_COOKIE)
+        token = morsel.value if morsel is not None else ""
     return hashlib.sha256(token.encode()).hexdigest()[:32] if token else None
 
 
