@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select
 
-from edgewise.core.wire import INT64_MAX
+from edgewise.core.strict_json import INT64_MAX
 from edgewise.fleet.api.deps import ERRORS, require
 from edgewise.fleet.api.schemas import EventOut, EventPage, TelemetryOut
 from edgewise.fleet.api.strict_route import StrictJSONRoute
