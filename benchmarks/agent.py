@@ -27,10 +27,11 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from edgewise.agent.config import AgentSettings, RuleSettings, SourceSettings
-from edgewise.agent.pipeline import Pipeline, preprocess
+from edgewise.agent.pipeline import Pipeline
 from edgewise.agent.sources import create_source
 from edgewise.core.bundle import create_bundle, read_manifest
 from edgewise.core.manifest import InputSpec, Manifest, Variant
+from edgewise.core.preprocess import preprocess
 
 LABELS = ["ok", "scratch", "hole", "crack"]
 

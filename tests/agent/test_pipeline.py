@@ -3,9 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgewise.agent.pipeline import Pipeline, choose_providers, decode_classification, decode_detection, nms, preprocess
+from edgewise.agent.pipeline import Pipeline, choose_providers, decode_classification, decode_detection, nms
 from edgewise.core.errors import ModelError
 from edgewise.core.manifest import InputSpec, OutputSpec
+from edgewise.core.preprocess import preprocess
 from tests.agent import models
 
 

@@ -13,8 +13,10 @@ from edgewise.core.manifest import InputSpec, Manifest, Variant
 from edgewise.core.signing import PrivateKey
 
 
-def tiny_onnx(path: Path, classes: int = 2, image_size: int = 8, seed: int = 0) -> Path:
-    """A real ONNX classifier (global average pool + linear layer): a few hundred bytes, valid for onnxruntime."""
+def tiny_onnx(path: Path, classes: int = 2, image_size: int = 8, seed: int = 0, card: bool = True) -> Path:
+    """A real ONNX classifier (global average pool + linear layer): a few hundred bytes, valid for onnxruntime.
+
+    With `card`, its model card (RGB, stretched, /255, no mean/std) is written beside it."""
     rng = np.random.default_rng(seed)
     weight = numpy_helper.from_array(rng.standard_normal((3, classes)).astype(np.float32), "weight")
     bias = numpy_helper.from_array(rng.standard_normal(classes).astype(np.float32), "bias")
@@ -35,6 +37,12 @@ def tiny_onnx(path: Path, classes: int = 2, image_size: int = 8, seed: int = 0) 
     onnx.checker.check_model(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
+    if card:
+        from edgewise.core.manifest import InputSpec, OutputSpec
+        from edgewise.core.model_card import ModelCard, card_beside
+
+        spec = InputSpec(shape=[1, 3, image_size, image_size], resize=[image_size, image_size], resize_mode="stretch")
+        card_beside(path).write_text(ModelCard(input=spec, output=OutputSpec(decode="logits")).to_yaml())
     return path
 
 

@@ -205,15 +205,26 @@ def test_mixed_precision_on_the_edge_tpu_writes_the_report_then_fails(checkpoint
                                                                     "x"), tmp_path / "out2", QUICK)
 
 
+def _with_card(onnx_path: Path) -> Path:
+    """Its model card beside it: the studio's own preprocessing (RGB, stretched, /255, mean/std 0.5)."""
+    from edgewise.core.manifest import InputSpec, OutputSpec
+    from edgewise.core.model_card import ModelCard, card_beside
+
+    spec = InputSpec(shape=[-1, 3, IMAGE, IMAGE], resize=[IMAGE, IMAGE], resize_mode="stretch", mean=[0.5] * 3,
+                     std=[0.5] * 3)
+    card_beside(onnx_path).write_text(ModelCard(input=spec, output=OutputSpec(decode="logits")).to_yaml())
+    return onnx_path
+
+
 def test_onnx_input_with_a_torch_step_is_refused(checkpoint: Path, data: DataBundle, tmp_path: Path) -> None:
-    onnx_path = export_model(load_input_model(checkpoint).model, tmp_path / "m.onnx", IMAGE)
+    onnx_path = _with_card(export_model(load_input_model(checkpoint).model, tmp_path / "m.onnx", IMAGE))
     recipe = parse_recipe(_recipe({"prune": {}}), "p")
     with pytest.raises(RecipeError, match="ONNX file"):
         run_compression(onnx_path, data, "x86-host", recipe, tmp_path / "out", QUICK)
 
 
 def test_onnx_input_can_be_quantized(checkpoint: Path, data: DataBundle, tmp_path: Path) -> None:
-    onnx_path = export_model(load_input_model(checkpoint).model, tmp_path / "m.onnx", IMAGE)
+    onnx_path = _with_card(export_model(load_input_model(checkpoint).model, tmp_path / "m.onnx", IMAGE))
     before = sha256_file(onnx_path)
     recipe = parse_recipe(_recipe({"quantize": {"mode": "fp16"}}), "h")
     report = run_compression(onnx_path, data, "jetson-nano", recipe, tmp_path / "out", QUICK)
@@ -287,7 +298,7 @@ def test_the_same_classes_in_another_order_are_refused(checkpoint: Path, tmp_pat
 def test_an_onnx_model_with_another_number_of_outputs_is_refused(
     checkpoint: Path, tmp_path: Path
 ) -> None:
-    onnx_path = export_model(load_input_model(checkpoint).model, tmp_path / "m.onnx", IMAGE)
+    onnx_path = _with_card(export_model(load_input_model(checkpoint).model, tmp_path / "m.onnx", IMAGE))
     four = DataBundle(_loader(32, 4), _loader(32, 5), _loader(32, 6), ["a", "b", "c", "d"])
     recipe = parse_recipe(_recipe({"quantize": {"mode": "fp16"}}), "h")
     with pytest.raises(DatasetError, match="has 3 outputs but the data has 4 classes"):

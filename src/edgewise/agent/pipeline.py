@@ -1,6 +1,7 @@
 """Frame -> tensor -> ONNX Runtime -> results, all driven by the bundle's manifest.
 
-Frames are HxWx3 uint8 arrays in BGR order (OpenCV's convention; every source emits that).
+Frames are HxWx3 uint8 arrays in BGR order (OpenCV's convention; every source emits that);
+`edgewise.core.preprocess` turns them into tensors, the same code the studio evaluates with.
 """
 
 from __future__ import annotations
@@ -9,15 +10,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import onnxruntime as ort
 
 from edgewise.core.bundle import read_manifest
+from edgewise.core.decoding import class_scores
 from edgewise.core.errors import ModelError
-from edgewise.core.manifest import InputSpec, Manifest, OutputSpec
-
-_DTYPES = {"float32": np.float32, "float16": np.float16, "uint8": np.uint8, "int8": np.int8}
+from edgewise.core.manifest import Manifest, OutputSpec
+from edgewise.core.preprocess import Preprocessor
 
 
 @dataclass
@@ -37,61 +37,11 @@ class Result:
     detections: list[Detection] = field(default_factory=list)
 
 
-class Preprocessor:
-    """Frame -> input tensor for one InputSpec; the per-channel constants are folded once."""
-
-    def __init__(self, spec: InputSpec) -> None:
-        self.spec = spec
-        self.dtype = _DTYPES[spec.dtype]
-        channels = 1 if spec.color_order == "GRAY" else 3
-        std = np.asarray(spec.std[:channels], dtype=np.float32)
-        # (x * scale - mean) / std == x * (scale / std) - mean / std: one multiply, one add
-        self.alpha = (spec.scale / std).astype(np.float32)
-        self.beta = (-np.asarray(spec.mean[:channels], dtype=np.float32) / std).astype(np.float32)
-
-    def __call__(self, frame: np.ndarray) -> np.ndarray:
-        spec = self.spec
-        if frame.ndim != 3 or frame.shape[2] != 3:
-            raise ModelError(f"frame has shape {frame.shape}, expected HxWx3", "check the video source")
-        height, width = spec.resize
-        image = cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
-        if spec.color_order == "RGB":
-            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        elif spec.color_order == "GRAY":
-            image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)[:, :, None]
-        tensor: np.ndarray
-        if self.dtype in (np.float32, np.float16):
-            tensor = np.multiply(image, self.alpha, dtype=np.float32)
-            tensor += self.beta
-        else:
-            tensor = image
-        if spec.layout == "NCHW":
-            tensor = tensor.transpose(2, 0, 1)
-        return np.ascontiguousarray(tensor[None], dtype=self.dtype)
-
-
-def preprocess(frame: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """One BGR uint8 frame to the model's input tensor (batch of one)."""
-    return Preprocessor(spec)(frame)
-
-
-def softmax(values: np.ndarray) -> np.ndarray:
-    shifted = np.exp(values - values.max())
-    return np.asarray(shifted / shifted.sum())
-
-
 def decode_classification(output: np.ndarray, spec: OutputSpec, labels: list[str]) -> tuple[str, float, np.ndarray]:
     values = np.asarray(output, dtype=np.float64).reshape(-1)
     if values.size != len(labels):
         raise ModelError(f"model gives {values.size} class scores for {len(labels)} labels", "rebuild the bundle")
-    if not np.all(np.isfinite(values)):
-        raise ModelError("model output contains NaN or infinity", "the model is broken; roll back")
-    if spec.decode == "logits-softmax":
-        probs = softmax(values)
-    elif spec.decode == "sigmoid":
-        probs = 1.0 / (1.0 + np.exp(-values))
-    else:
-        probs = values
+    probs = class_scores(values, spec.decode)
     best = int(np.argmax(probs))
     return labels[best], float(probs[best]), probs
 

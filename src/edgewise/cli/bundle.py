@@ -78,9 +78,19 @@ def create(
     parent: str | None = typer.Option(None, "--parent", help="parent model reference for the lineage"),
     dataset: Path | None = typer.Option(None, "--dataset", help="image folder: its digest goes in the lineage"),
     key: Path | None = typer.Option(None, "--key", help="sign right away with this private key"),
+    card: Path | None = typer.Option(None, "--card", help="the model's card (default: MODEL.card.yaml beside --onnx, "
+                                     "the card a compress run recorded, or an edgewise export's own)"),
+    color_order: str | None = typer.Option(None, "--color-order", help="card field: RGB, BGR or GRAY"),
+    input_size: str | None = typer.Option(None, "--input-size", help="card field: HxW the model runs at"),
+    resize_mode: str | None = typer.Option(None, "--resize-mode", help="card field: stretch, letterbox, center-crop"),
+    pad_value: int | None = typer.Option(None, "--pad-value", help="card field: letterbox padding 0-255"),
+    scale: float | None = typer.Option(None, "--scale", help="card field: pixel multiplier, e.g. 0.003921568627"),
+    decode: str | None = typer.Option(None, "--decode", help="card field: logits, probabilities or sigmoid"),
 ) -> None:
-    """Build a bundle from a compress run step, or from ONNX model(s) plus options."""
+    """Build a bundle from a compress run step, or from ONNX model(s) plus their card (or its fields)."""
+    from edgewise.cli.train import parse_size
     from edgewise.core.bundle import sign_bundle
+    from edgewise.core.model_card import load_card
     from edgewise.core.signing import load_private_key
     from edgewise.studio.bundling import (
         BundleOptions,
@@ -90,6 +100,10 @@ def create(
         dataset_digest,
     )
 
+    if card is not None and any(v is not None for v in (color_order, input_size, resize_mode, pad_value, scale,
+                                                         decode, image_size, mean, std)):
+        raise ConfigError("--card and card fields (--color-order, --input-size, ...) were both given",
+                          "edit the card, or leave --card out and give every field")
     if task not in ("classify", "detect", "segment"):
         raise ConfigError(f"unknown task {task!r}", "use classify, detect or segment")
     options = BundleOptions(
@@ -97,6 +111,9 @@ def create(
         labels=[label.strip() for label in labels.split(",")] if labels else None, image_size=image_size,
         mean=_floats(mean), std=_floats(std), target=target, parent=parent,
         dataset_digest=dataset_digest(dataset) if dataset else None,
+        card=load_card(card) if card else None,
+        card_fields={"color_order": color_order, "resize_mode": resize_mode, "pad_value": pad_value, "scale": scale,
+                     "resize": list(parse_size(input_size)) if input_size else None, "decode": decode},
     )
     private_key = load_private_key(key) if key else None  # fail before any work on a bad key path
     extra = [VariantSource(n, p, prec, fams) for n, p, prec, fams in map(_parse_variant, variant)]

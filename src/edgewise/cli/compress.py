@@ -29,6 +29,8 @@ def compress(
                                             help="write the report even if the target cannot run the result"),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     latency_runs: int = typer.Option(60, "--latency-runs", min=5, help="timed runs per host latency measurement"),
+    card: Path | None = typer.Option(None, "--card", help="model card of an ONNX model (default: MODEL.card.yaml "
+                                     "beside it, or the one an edgewise export recorded)"),
 ) -> None:
     """Compress MODEL for --target with --recipe, measuring every step (accuracy, size, latency)."""
     from edgewise.studio.compress import RunOptions, builtin_recipes, load_recipe, run_compression
@@ -48,7 +50,7 @@ def compress(
         chosen = _with_max_drop(chosen, max_drop)
     report = run_compression(model, data, target, chosen, out,
                              RunOptions(batch_size=batch_size, latency_runs=latency_runs,
-                                        allow_incompatible=allow_incompatible))
+                                        allow_incompatible=allow_incompatible), card=card)
     _print_summary(report, out)
 
 

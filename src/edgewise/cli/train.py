@@ -90,18 +90,26 @@ def bench_command(
     batch: int = typer.Option(1, "--batch"),
     warmup: int = typer.Option(10, "--warmup"),
     runs: int = typer.Option(50, "--runs"),
+    card: Path | None = typer.Option(None, "--card", help="model card: its input shape fills dynamic dimensions "
+                                     "(default: MODEL.card.yaml beside the model, when there is one)"),
+    input_size: str | None = typer.Option(None, "--input-size", help="HxW for a model with dynamic height and width"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
     """Measure latency (p50/p95/p99) and throughput on this host; report params, MACs, size."""
     from dataclasses import asdict
 
+    from edgewise.core.model_card import card_beside, load_card
     from edgewise.studio.bench import benchmark_onnx
+    from edgewise.studio.cards import fixed_input_shape
 
-    result = benchmark_onnx(model, threads=threads, batch=batch, warmup=warmup, runs=runs)
+    card_path = card or (card_beside(model) if card_beside(model).is_file() and input_size is None else None)
+    shape = fixed_input_shape(load_card(card_path)) if card_path is not None else None
+    result = benchmark_onnx(model, threads=threads, batch=batch, warmup=warmup, runs=runs, input_shape=shape,
+                            input_size=parse_size(input_size) if input_size else None)
     if as_json:
         typer.echo(json.dumps(asdict(result), indent=2))
         return
-    typer.echo(f"{model}: threads {threads}, batch {batch}, {runs} runs")
+    typer.echo(f"{model}: threads {threads}, batch {batch}, {runs} runs" + (f", card {card_path}" if card_path else ""))
     typer.echo(f"  latency ms  p50 {result.p50_ms:.3f}  p95 {result.p95_ms:.3f}  p99 {result.p99_ms:.3f}  "
                f"mean {result.mean_ms:.3f}")
     typer.echo(f"  throughput  {result.throughput_fps:.1f} images/s")
@@ -112,14 +120,17 @@ def evaluate_command(
     model: Path = typer.Argument(..., help="checkpoint or .onnx file"),
     data: Path = typer.Argument(..., help="image folder"),
     split: str = typer.Option("test", "--split"),
-    image_size: int | None = typer.Option(None, "--image-size"),
+    image_size: int | None = typer.Option(None, "--image-size", help="input size of a checkpoint that does not "
+                                          "record it (an ONNX model's is on its card)"),
     arch: str | None = typer.Option(None, "--arch", help="architecture of a plain state dict"),
+    card: Path | None = typer.Option(None, "--card", help="model card of an ONNX model (default: MODEL.card.yaml "
+                                     "beside it, or the one an edgewise export recorded)"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
     """Accuracy, per-class precision/recall and the confusion matrix on one split."""
     from edgewise.studio.evaluate import evaluate
 
-    result = evaluate(model, data, split=split, image_size=image_size, arch=arch)
+    result = evaluate(model, data, split=split, image_size=image_size, arch=arch, card_path=card)
     if as_json:
         typer.echo(json.dumps(result.as_dict(), indent=2))
         return
@@ -131,6 +142,14 @@ def evaluate_command(
     typer.echo("  confusion (rows true, columns predicted):")
     for name, row in zip(result.classes, result.confusion, strict=True):
         typer.echo(f"  {name:{width}s}  " + " ".join(f"{v:4d}" for v in row))
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """`48x192` -> (48, 192)."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise ConfigError(f"bad size {text!r}", "write HEIGHTxWIDTH, e.g. 224x224 or 48x192")
+    return int(parts[0]), int(parts[1])
 
 
 def register(app: typer.Typer) -> None:

@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from edgewise.core.hashing import canonical_json, sha256_bytes
 from edgewise.core.strict_json import text_problem
@@ -48,6 +57,13 @@ class InputSpec(Strict):
     scale: float = Field(1.0 / 255.0, description="multiplied into pixel values before mean/std")
     mean: list[float] = Field(default_factory=lambda: [0.0, 0.0, 0.0])
     std: list[float] = Field(default_factory=lambda: [1.0, 1.0, 1.0])
+    # Added after schema 1. Left out of the canonical form while unset, so bundles signed before
+    # they existed keep their digest and signature.
+    resize_mode: Literal["stretch", "letterbox", "center-crop"] | None = Field(
+        None, description="how a frame of another aspect ratio is fitted (unset: stretch)")
+    pad_value: int | None = Field(None, ge=0, le=255, description="letterbox padding, 0-255 on every channel")
+    crop_fraction: float | None = Field(None, gt=0.0, le=1.0,
+                                        description="center-crop: the crop's share of the side (timm's crop_pct)")
 
     @field_validator("resize")
     @classmethod
@@ -56,11 +72,41 @@ class InputSpec(Strict):
             raise ValueError("resize must be [height, width] with positive sides")
         return value
 
+    @model_validator(mode="after")
+    def _consistent(self) -> InputSpec:
+        if self.resize_mode == "letterbox" and self.pad_value is None:
+            raise ValueError("letterbox needs pad_value (the padding's pixel value, e.g. 114 or 0)")
+        channels = 1 if self.color_order == "GRAY" else 3
+        if len(self.mean) < channels or len(self.std) < channels:
+            raise ValueError(f"mean and std need {channels} values (one per channel)")
+        if any(value == 0 for value in self.std[:channels]):
+            raise ValueError("std must not be 0")
+        if len(self.shape) == 4:
+            height, width = (self.shape[2], self.shape[3]) if self.layout == "NCHW" else (self.shape[1], self.shape[2])
+            for side, fixed, name in ((self.resize[0], height, "height"), (self.resize[1], width, "width")):
+                if fixed > 0 and side != fixed:
+                    raise ValueError(f"resize {self.resize} does not match the model's fixed {name} {fixed}")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_unset_additions(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        data: dict[str, object] = handler(self)
+        for key in _ADDED_INPUT_FIELDS:
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
+
+
+_ADDED_INPUT_FIELDS = ("resize_mode", "pad_value", "crop_fraction")
+
 
 class OutputSpec(Strict):
     """How the model's output becomes results."""
 
-    decode: Literal["softmax", "logits-softmax", "sigmoid", "detection"] = "logits-softmax"
+    # "logits": softmax is applied here; "probabilities": the graph ends in its own softmax, taken
+    # as it is. "logits-softmax" and "softmax" are their schema-1 names, still read.
+    decode: Literal["logits", "probabilities", "softmax", "logits-softmax", "sigmoid", "detection"] = \
+        "logits-softmax"
     score_threshold: float = 0.0
     nms_iou: float = 0.5
     box_format: Literal["xyxy", "cxcywh"] = "xyxy"

@@ -36,8 +36,13 @@ class BenchResult:
     batch: int = 1
 
 
-def benchmark_onnx(path: Path, *, threads: int = 1, batch: int = 1, warmup: int = 10, runs: int = 50) -> BenchResult:
-    """Time `runs` inferences (after `warmup`) with ONNX Runtime on the CPU."""
+def benchmark_onnx(path: Path, *, threads: int = 1, batch: int = 1, warmup: int = 10, runs: int = 50,
+                   input_shape: list[int] | None = None, input_size: tuple[int, int] | None = None) -> BenchResult:
+    """Time `runs` inferences (after `warmup`) with ONNX Runtime on the CPU.
+
+    `input_shape` (batch first; its batch is replaced by `batch`) fills the model's dynamic
+    dimensions (or `input_size`, (height, width), fills exactly two dynamic spatial ones); a
+    dynamic dimension neither fills is an error, never a guess."""
     import onnxruntime as ort
 
     path = Path(path)
@@ -53,7 +58,10 @@ def benchmark_onnx(path: Path, *, threads: int = 1, batch: int = 1, warmup: int 
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as error:
         raise ModelError(f"ONNX Runtime cannot load {path}: {error}", "re-export the model") from error
-    feed = {model_input.name: _random_input(model_input, batch, path) for model_input in session.get_inputs()}
+    if input_size is not None:
+        input_shape = _shape_for_size(session.get_inputs()[0], input_size)
+    feed = {model_input.name: _random_input(model_input, batch, path, input_shape if index == 0 else None)
+            for index, model_input in enumerate(session.get_inputs())}
     for _ in range(warmup):
         session.run(None, feed)
     timings = np.empty(runs)
@@ -67,13 +75,39 @@ def benchmark_onnx(path: Path, *, threads: int = 1, batch: int = 1, warmup: int 
     return BenchResult(p50, p95, p99, mean, batch * 1000.0 / mean, params, macs, path.stat().st_size, threads, batch)
 
 
-def _random_input(model_input: object, batch: int, path: Path) -> np.ndarray:
+def _shape_for_size(model_input: object, size: tuple[int, int]) -> list[int]:
+    shape = list(model_input.shape)  # type: ignore[attr-defined]
+    dynamic = [i for i, d in enumerate(shape) if i > 0 and not (isinstance(d, int) and d > 0)]
+    if len(dynamic) != 2:
+        raise ConfigError(f"--input-size fills two dynamic dimensions (height, width), but the input has shape {shape}",
+                          "pass --card with the full input shape instead")
+    filled = [d if isinstance(d, int) and d > 0 else -1 for d in shape]
+    filled[dynamic[0]], filled[dynamic[1]] = size
+    return filled
+
+
+def _random_input(model_input: object, batch: int, path: Path, given: list[int] | None) -> np.ndarray:
     shape = list(model_input.shape)  # type: ignore[attr-defined]
     type_name = model_input.type  # type: ignore[attr-defined]
+    name = model_input.name  # type: ignore[attr-defined]
     if isinstance(shape[0], int) and shape[0] != batch:
         raise ConfigError(f"{path} has a fixed batch of {shape[0]}, not {batch}",
                           "export with --dynamic-batch, or bench with --batch " + str(shape[0]))
-    dims = [batch] + [d if isinstance(d, int) and d > 0 else 1 for d in shape[1:]]
+    if given is not None and len(given) != len(shape):
+        raise ConfigError(f"input shape {given} has {len(given)} dimensions but {name} has {len(shape)}",
+                          "give the model's full input shape")
+    dims = [batch]
+    for index, dim in enumerate(shape[1:], start=1):
+        if isinstance(dim, int) and dim > 0:
+            if given is not None and given[index] > 0 and given[index] != dim:
+                raise ConfigError(f"{name} has a fixed dimension {index} of {dim}, not {given[index]}",
+                                  "bench at the model's own size")
+            dims.append(dim)
+        elif given is not None and given[index] > 0:
+            dims.append(given[index])
+        else:
+            raise ConfigError(f"{path.name} input {name} has a dynamic dimension {index} ({dim}) and no size is given "
+                              f"(shape {shape})", "pass --input-size HxW, or --card with the size it runs at")
     rng = np.random.default_rng(0)
     if "uint8" in type_name:
         return rng.integers(0, 256, dims, dtype=np.uint8)

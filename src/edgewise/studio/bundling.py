@@ -21,6 +21,7 @@ from edgewise.core.bundle import create_bundle
 from edgewise.core.errors import ConfigError, InvalidBundle
 from edgewise.core.hashing import sha256_bytes, sha256_file
 from edgewise.core.manifest import InputSpec, Lineage, Manifest, Metrics, OutputSpec, Task, Variant
+from edgewise.core.model_card import ModelCard, card_from_dict
 from edgewise.core.validation import describe_validation
 
 # The preprocessing studio-trained models expect (see studio/datasets.py): RGB in [0,1], (x-0.5)/0.5.
@@ -58,6 +59,9 @@ class BundleOptions:
     dataset_digest: str | None = None
     created_by: str = "edgewise"
     output: OutputSpec = field(default_factory=OutputSpec)
+    card: ModelCard | None = None  # for an ONNX model: how frames become its input, how its output is read
+    # Card fields given one by one (an ONNX file without a card); None: not given.
+    card_fields: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -73,6 +77,7 @@ class StepInfo:
     parent: str | None
     checkpoint_meta: dict[str, Any]
     dataset_digest: str | None = None
+    card: ModelCard | None = None
 
 
 def precision_for_manifest(precision: str) -> str:
@@ -125,7 +130,25 @@ def read_step(step_dir: Path) -> StepInfo:
         parent=parent,
         checkpoint_meta=_checkpoint_meta(step.get("checkpoint_path")),
         dataset_digest=_run_dataset_digest(report.get("data", {})),
+        card=_run_card(source.get("card")),
     )
+
+
+def _run_card(recorded: Any) -> ModelCard | None:
+    """The card an ONNX input model was compressed with; the run fixed its height and width."""
+    if not isinstance(recorded, dict):
+        return None
+    card = card_from_dict(recorded, "the compress run's model card")
+    return card.model_copy(update={"input": card.input.model_copy(update={"shape": spatially_fixed(card)})})
+
+
+def spatially_fixed(card: ModelCard) -> list[int]:
+    """The card's input shape with height and width at its size (the batch left as it is)."""
+    from edgewise.studio.cards import fixed_input_shape
+
+    shape = fixed_input_shape(card)
+    shape[0] = card.input.shape[0]
+    return shape
 
 
 def _run_dataset_digest(data: dict[str, Any]) -> str | None:
@@ -197,6 +220,29 @@ def onnx_image_size(path: Path) -> int | None:
     return None
 
 
+def _card_of_onnx(path: Path, options: BundleOptions) -> ModelCard:
+    """The card beside the model or recorded in it, else one made of the options given one by one."""
+    from edgewise.studio.cards import inspect_onnx, resolve_card
+
+    given = {k: v for k, v in options.card_fields.items() if v is not None}
+    if options.image_size is not None:
+        given.setdefault("resize", [options.image_size, options.image_size])
+    if options.mean is not None:
+        given.setdefault("mean", options.mean)
+    if options.std is not None:
+        given.setdefault("std", options.std)
+    decode = given.pop("decode", None)
+    if not given and decode is None:
+        try:
+            return resolve_card(path)
+        except ConfigError as error:
+            fix = (f"pass --card CARD.yaml (write one: `edgewise inspect {path} --out CARD.yaml`), or the card's "
+                   "fields: --color-order, --input-size, --resize-mode, --scale, --mean, --std")
+            raise ConfigError(error.message, fix) from None
+    proposal = inspect_onnx(path, {"input": given, "output": {"decode": decode}}).proposal
+    return card_from_dict(proposal, f"the input of {path.name} as given by the options")
+
+
 def bundle_from_steps(out_dir: Path, step_dirs: list[Path], options: BundleOptions) -> Manifest:
     """One bundle whose variants are the steps' models; the first step fills the metadata."""
     if not step_dirs:
@@ -212,6 +258,10 @@ def bundle_from_steps(out_dir: Path, step_dirs: list[Path], options: BundleOptio
     merged.target = options.target or first.target
     merged.parent = options.parent or first.parent
     merged.dataset_digest = options.dataset_digest or meta.get("dataset_digest") or first.dataset_digest
+    merged.card = options.card or first.card
+    if merged.card is not None:
+        merged.labels = options.labels or list(merged.card.labels) or first.labels
+        merged.image_size = merged.card.input.resize[0]
     names = [s.variant.name for s in steps]
     if len(set(names)) != len(names):
         raise ConfigError(f"two steps give the same variant {names}", "bundle steps for different targets/precisions")
@@ -224,8 +274,9 @@ def bundle_from_onnx(out_dir: Path, variants: list[VariantSource], options: Bund
         raise ConfigError("no model given", "pass --onnx MODEL.onnx")
     for variant in variants:
         variant.precision = precision_for_manifest(variant.precision)
-    if options.image_size is None:
-        options.image_size = onnx_image_size(variants[0].path)
+    options.card = options.card or _card_of_onnx(variants[0].path, options)
+    options.labels = options.labels or list(options.card.labels) or None
+    options.image_size = options.card.input.resize[0]
     sizes = {"size_bytes": variants[0].path.stat().st_size} if variants[0].path.is_file() else {}
     return _build(out_dir, variants, options, Metrics(**sizes), [])
 
@@ -234,9 +285,9 @@ def _build(out_dir: Path, variants: list[VariantSource], options: BundleOptions,
            recipe: list[str]) -> Manifest:
     if not options.labels:
         raise ConfigError("the bundle has no labels", "pass --labels cat,dog (one per class, in output order)")
-    if not options.image_size:
+    if not options.image_size and options.card is None:
         raise ConfigError("the model's input size is unknown", "pass --image-size N")
-    size = options.image_size
+    size = options.image_size or 0
     single = len(variants) == 1
     try:
         manifest = _manifest(variants, options, metrics, recipe, size, single)
@@ -249,11 +300,18 @@ def _build(out_dir: Path, variants: list[VariantSource], options: BundleOptions,
 
 def _manifest(variants: list[VariantSource], options: BundleOptions, metrics: Metrics, recipe: list[str],
               size: int, single: bool) -> Manifest:
+    if options.card is not None:
+        card = options.card
+        if card.task != options.task and options.task != "classify":
+            raise ConfigError(f"--task {options.task} but the model card says {card.task}", "fix one of them")
+        task, input_spec, output_spec = card.task, card.input, card.output
+    else:  # a studio-trained model: the preprocessing studio/datasets.py trains with
+        task, output_spec = options.task, options.output
+        input_spec = InputSpec(shape=[1, 3, size, size], resize=[size, size], mean=options.mean or STUDIO_MEAN,
+                               std=options.std or STUDIO_STD)
     return Manifest(
-        name=options.name, version=options.version, task=options.task, labels=options.labels,
-        input=InputSpec(shape=[1, 3, size, size], resize=[size, size],
-                        mean=options.mean or STUDIO_MEAN, std=options.std or STUDIO_STD),
-        output=options.output, target=options.target or "x86-host",
+        name=options.name, version=options.version, task=task, labels=options.labels,
+        input=input_spec, output=output_spec, target=options.target or "x86-host",
         precision=variants[0].precision,  # type: ignore[arg-type]
         variants=[Variant(name=v.name, file="model.onnx" if single else f"{v.name}.onnx", precision=v.precision,
                           target_families=v.target_families) for v in variants],  # type: ignore[arg-type]

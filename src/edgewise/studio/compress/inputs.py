@@ -8,14 +8,15 @@ from pathlib import Path
 
 import torch
 
-from edgewise.core.errors import DatasetError, ModelError
+from edgewise.core.errors import ConfigError, DatasetError, ModelError
+from edgewise.core.model_card import ModelCard
 from edgewise.studio.compress.measure import input_shape, output_shape
 from edgewise.studio.compress.state import DataBundle
 
 
 @dataclass
 class InputModel:
-    """A trained model: the torch module when there is one, else only its ONNX file."""
+    """A trained model: the torch module when there is one, else only its ONNX file and its card."""
 
     path: Path
     model: torch.nn.Module | None
@@ -23,18 +24,30 @@ class InputModel:
     classes: list[str]
     image_size: int
     onnx_path: Path | None = None
+    card: ModelCard | None = None
+
+    @property
+    def input_shape(self) -> list[int]:
+        """Batch-1 input shape with every dimension fixed."""
+        from edgewise.studio.cards import fixed_input_shape
+
+        return fixed_input_shape(self.card) if self.card else [1, 3, self.image_size, self.image_size]
 
 
-def load_input_model(path: Path) -> InputModel:
+def load_input_model(path: Path, card_path: Path | None = None) -> InputModel:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model file {path} does not exist", "give a checkpoint (.pt) or an ONNX file")
     if path.suffix == ".onnx":
-        shape = input_shape(path)
-        size = shape[-1] if isinstance(shape[-1], int) and shape[-1] > 0 else 0
-        if not size:
-            raise ModelError(f"{path} has no fixed input size", "export the model with a fixed height and width")
-        return InputModel(path, None, "onnx", [], int(size), onnx_path=path)
+        from edgewise.studio.cards import resolve_card
+
+        card = resolve_card(path, card_path)
+        height, width = card.input.resize
+        return InputModel(path, None, "onnx", list(card.labels), height if height == width else 0, onnx_path=path,
+                          card=card)
+    if card_path is not None:
+        raise ConfigError("--card is for ONNX models; a checkpoint records its own input",
+                          "drop --card, or compress the ONNX file")
     from edgewise.studio.checkpoints import load_checkpoint
 
     try:
@@ -74,7 +87,15 @@ def save_step_checkpoint(path: Path, model: torch.nn.Module, arch: str, classes:
     return path
 
 
-def load_data(data_dir: Path, image_size: int, batch_size: int) -> DataBundle:
+def load_data(data_dir: Path, image_size: int, batch_size: int, card: ModelCard | None = None) -> DataBundle:
+    """The splits as loaders: a checkpoint's through the studio's datasets, an ONNX model's through its card."""
+    if card is not None:
+        from edgewise.studio.card_data import Batches, load_card_split
+
+        train = load_card_split(data_dir, "train", card)
+        val, test = (load_card_split(data_dir, split, card, train.classes) for split in ("val", "test"))
+        return DataBundle(train=Batches(train, batch_size, shuffle_seed=0), val=Batches(val, batch_size),
+                          test=Batches(test, batch_size), classes=list(train.classes))
     from edgewise.studio.datasets import load_splits
 
     splits = load_splits(data_dir, image_size, batch_size, augment=False)
@@ -103,6 +124,8 @@ def check_model_matches_data(source: InputModel, data: DataBundle, data_dir: obj
         raise DatasetError(
             f"{source.path.name} has {outputs[-1]} outputs but {data_dir} has {len(data.classes)} classes",
             "compress with the dataset the model was trained on")
+    if source.card is not None:
+        return  # the card says how images become its input
     inputs = input_shape(source.path)
     channels = inputs[1] if len(inputs) == 4 else None
     if isinstance(channels, int) and channels != 3:

@@ -10,7 +10,7 @@ import os
 import statistics
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,7 +71,7 @@ def onnx_accuracy(path: Path, loader: Iterable, max_batches: int | None = None) 
     for index, (images, labels) in enumerate(loader):
         if max_batches is not None and index >= max_batches:
             break
-        logits = sess.run(None, {name: np.asarray(images, dtype=np.float32)})[0]
+        logits = sess.run(None, {name: np.asarray(images)})[0]
         correct += int((logits.argmax(axis=1) == np.asarray(labels)).sum())
         total += len(labels)
     if total == 0:
@@ -99,11 +99,23 @@ class Latency:
     p95_ms: float
 
 
-def host_latency(path: Path, image_size: int, runs: int = 60, warmup: int = 10, threads: int = 1) -> Latency:
+InputSize = int | Sequence[int]  # a square side, or the whole batch-1 input shape
+
+
+def _sample(sess: ort.InferenceSession, size: InputSize) -> np.ndarray:
+    shape = [1, 3, size, size] if isinstance(size, int) else list(size)
+    kind = sess.get_inputs()[0].type
+    rng = np.random.default_rng(0)
+    if kind == "tensor(uint8)":
+        return rng.integers(0, 256, shape, dtype=np.uint8)
+    return rng.random(shape, dtype=np.float32).astype(np.float16 if kind == "tensor(float16)" else np.float32)
+
+
+def host_latency(path: Path, image_size: InputSize, runs: int = 60, warmup: int = 10, threads: int = 1) -> Latency:
     """MEASURED latency on this host at batch 1 (median and p95 of `runs`)."""
     sess = session(path, threads=threads)
     name = sess.get_inputs()[0].name
-    sample = np.random.default_rng(0).random((1, 3, image_size, image_size), dtype=np.float32)
+    sample = _sample(sess, image_size)
     for _ in range(warmup):
         sess.run(None, {name: sample})
     timings = []
@@ -115,13 +127,13 @@ def host_latency(path: Path, image_size: int, runs: int = 60, warmup: int = 10, 
     return Latency(p50_ms=statistics.median(timings), p95_ms=timings[int(0.95 * (len(timings) - 1))])
 
 
-def paired_latency(paths: list[Path], image_size: int, runs: int = 60, warmup: int = 10,
+def paired_latency(paths: list[Path], image_size: InputSize, runs: int = 60, warmup: int = 10,
                    threads: int = 1) -> list[Latency]:
     """MEASURED batch-1 latency of several models, interleaved run by run so that a busy host
     slows them all alike: their ratios stay fair even when absolute numbers drift."""
     sessions = [session(path, threads=threads) for path in paths]
     names = [sess.get_inputs()[0].name for sess in sessions]
-    sample = np.random.default_rng(0).random((1, 3, image_size, image_size), dtype=np.float32)
+    sample = _sample(sessions[0], image_size)
     timings: list[list[float]] = [[] for _ in paths]
     for _ in range(warmup):
         for sess, name in zip(sessions, names, strict=True):

@@ -22,6 +22,7 @@ from edgewise.core.errors import RecipeError, TargetIncompatible
 from edgewise.core.hashing import sha256_file
 from edgewise.core.targets import Target, get_target
 from edgewise.studio.compress import measure
+from edgewise.studio.compress.agreement import calibration_sample, check_agreement
 from edgewise.studio.compress.inputs import (
     InputModel,
     check_model_matches_data,
@@ -29,6 +30,7 @@ from edgewise.studio.compress.inputs import (
     load_input_model,
     save_step_checkpoint,
 )
+from edgewise.studio.compress.onnx_rewrites import fix_input_size
 from edgewise.studio.compress.recipe import Recipe, load_recipe
 from edgewise.studio.compress.report import CompressionReport, StepMetrics, StepRecord, write_report
 from edgewise.studio.compress.state import CompressState, DataBundle
@@ -50,9 +52,11 @@ class RunOptions:
 
 def run_compression(
     model: Path | InputModel, data: Path | DataBundle, target: str | Target, recipe: str | Path | Recipe,
-    out_dir: Path, options: RunOptions | None = None,
+    out_dir: Path, options: RunOptions | None = None, card: Path | None = None,
 ) -> CompressionReport:
     """Run `recipe` on `model` for `target`, measuring after every step; returns (and writes) the report.
+
+    An ONNX model is fed as its card says (`card`, else the one beside it or recorded in it).
 
     Raises TargetIncompatible (after writing the report) when the final model cannot run on the target.
     """
@@ -62,12 +66,13 @@ def run_compression(
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     steps = recipe.build()
     _check_precision_early(recipe, target, options)
-    source = model if isinstance(model, InputModel) else load_input_model(model)
+    source = model if isinstance(model, InputModel) else load_input_model(model, card)
     if source.model is None and any(step.needs_torch_for() for step in steps):
         raise RecipeError(f"recipe {recipe.name!r} has torch steps but {source.path.name} is an ONNX file",
                           "start from the training checkpoint (.pt) or use an ONNX-only recipe (quantize, slim)")
     input_hash = sha256_file(source.path)
-    bundle = data if isinstance(data, DataBundle) else load_data(Path(data), source.image_size, options.batch_size)
+    bundle = data if isinstance(data, DataBundle) else load_data(Path(data), source.image_size, options.batch_size,
+                                                                 source.card)
     check_model_matches_data(source, bundle, "the data" if isinstance(data, DataBundle) else Path(data))
     out_dir = Path(out_dir)
     runner = _Runner(source, bundle, target, out_dir, options)
@@ -78,7 +83,7 @@ def run_compression(
             progress.update(task, description=f"step {index}/{len(steps)}: {step.name}")
             records.append(runner.run_step(index, step, records))
             progress.advance(task)
-    records = _remeasure_latency_paired(records, source.image_size, options)
+    records = _remeasure_latency_paired(records, source.input_shape, options)
     if sha256_file(source.path) != input_hash:
         raise RuntimeError(f"input model {source.path} changed during compression")  # a bug, never expected
     report = _assemble(source, input_hash, bundle, data, target, recipe, records, options)
@@ -107,15 +112,19 @@ class _Runner:
         self.source, self.target, self.out_dir, self.options = source, target, out_dir, options
         teacher = copy.deepcopy(source.model).eval() if source.model is not None else None
         self.state = CompressState(model=copy.deepcopy(source.model), onnx_path=None, image_size=source.image_size,
-                                   data=data, teacher=teacher, work_dir=out_dir, seed=options.seed)
+                                   data=data, teacher=teacher, work_dir=out_dir, seed=options.seed,
+                                   input_shape=source.input_shape)
 
     def baseline(self) -> StepRecord:
         work = self._step_dir(0, "baseline")
         state = self.state
         if self.source.onnx_path is not None:
-            (work / "model.onnx").write_bytes(self.source.onnx_path.read_bytes())
+            # Dynamic height/width fixed at the card's size: what a device runs, and what quantizers want.
+            fix_input_size(self.source.onnx_path, work / "model.onnx", state.sample_shape)
             state.onnx_path = work / "model.onnx"
             state.torch_current = False
+            check_agreement("fixing the input size", self.source.onnx_path, state.onnx_path,
+                            calibration_sample(state.data.val), "fp32")
         state.work_dir = work
         return self._record(0, "baseline", {}, state, [], 0.0, None)
 
@@ -126,8 +135,13 @@ class _Runner:
         if state.model is not None:
             state.model = copy.deepcopy(state.model)  # the previous step's kept model stays as it was
         started = time.perf_counter()
+        before = state.onnx_path
         step.apply(state)
         seconds = time.perf_counter() - started
+        if not step.needs_torch_for() and before is not None and state.onnx_path is not None:  # an ONNX rewrite
+            found = check_agreement(f"step {index} ({step.name})", before, state.onnx_path,
+                                    calibration_sample(state.data.val), state.precision)
+            state.details["agreement_with_input_model"] = found.as_dict()
         return self._record(index, step.name, step.params.model_dump(mode="json"), state, previous, seconds, step)
 
     def _step_dir(self, index: int, name: str) -> Path:
@@ -151,7 +165,7 @@ class _Runner:
         path = state.onnx_path
         counts = measure.count_graph(path)
         accuracy = measure.onnx_accuracy(path, state.data.test)
-        latency = measure.host_latency(path, state.image_size, runs=max(10, self.options.latency_runs // 4),
+        latency = measure.host_latency(path, state.sample_shape, runs=max(10, self.options.latency_runs // 4),
                                        threads=self.options.latency_threads)  # a first look; see paired below
         check = check_model(path, state.precision, self.target, counts)
         base = previous[0].metrics if previous else None
@@ -174,9 +188,9 @@ class _Runner:
         )
 
 
-def _remeasure_latency_paired(records: list[StepRecord], image_size: int, options: RunOptions) -> list[StepRecord]:
+def _remeasure_latency_paired(records: list[StepRecord], shape: list[int], options: RunOptions) -> list[StepRecord]:
     """Final host latencies: every kept model timed interleaved with the others, then flags."""
-    latencies = measure.paired_latency([Path(r.model_path) for r in records], image_size,
+    latencies = measure.paired_latency([Path(r.model_path) for r in records], shape,
                                        runs=options.latency_runs, threads=options.latency_threads)
     base = latencies[0].p50_ms
     updated: list[StepRecord] = []
@@ -222,7 +236,8 @@ def _assemble(source: InputModel, input_hash: str, bundle: DataBundle, data: Pat
     return CompressionReport(
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         input={"path": str(source.path), "sha256": input_hash, "arch": source.arch, "classes": source.classes,
-               "image_size": source.image_size, "unchanged": True},
+               "image_size": source.image_size, "unchanged": True,
+               **({"card": source.card.model_dump(mode="json")} if source.card else {})},
         target=target.model_dump(mode="json"),
         recipe=recipe.model_dump(mode="json"),
         data={"dir": str(data) if isinstance(data, Path) else "<in-memory>", "classes": bundle.classes,

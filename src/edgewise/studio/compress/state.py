@@ -41,3 +41,8 @@ class CompressState:
     notes: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    input_shape: list[int] | None = None  # batch-1 input shape; None: [1, 3, image_size, image_size]
+
+    @property
+    def sample_shape(self) -> list[int]:
+        return self.input_shape or [1, 3, self.image_size, self.image_size]

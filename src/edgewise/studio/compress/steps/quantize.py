@@ -14,6 +14,7 @@ from pydantic import Field
 
 from edgewise.core.errors import RecipeError
 from edgewise.studio.compress.measure import export_model, onnx_accuracy
+from edgewise.studio.compress.onnx_rewrites import QUANTIZATION_OPSET, upgrade_opset
 from edgewise.studio.compress.state import CompressState
 from edgewise.studio.compress.steps import _fake_quant, _ort_quant
 from edgewise.studio.compress.steps.base import Step, StepParams
@@ -68,6 +69,8 @@ class Quantize(Step):
         source = state.onnx_path
         if p.mode == "qat":
             source = self._qat_float(state)
+        if p.mode in ("ptq-static", "qat", "dynamic"):
+            source = self._at_quantization_opset(state, source)
         if p.mode in ("ptq-static", "qat"):
             self._static(state, source, out)
         elif p.mode == "dynamic":
@@ -82,9 +85,19 @@ class Quantize(Step):
             _ort_quant.int4_weight_only(source, out, p.int4_block_size)
             state.precision = "int4"
             state.notes.append("int4 weight-only (MatMulNBits) on MatMul layers; other layers stay float")
+        (state.work_dir / "opset-upgraded.onnx").unlink(missing_ok=True)
         state.onnx_path = out
         state.torch_current = False
         return state
+
+    @staticmethod
+    def _at_quantization_opset(state: CompressState, source: Path) -> Path:
+        upgraded = state.work_dir / "opset-upgraded.onnx"
+        old = upgrade_opset(source, upgraded)
+        if old is None:
+            return source
+        state.notes.append(f"opset {old} upgraded to {QUANTIZATION_OPSET} first (int8 QDQ per channel needs it)")
+        return upgraded
 
     def _static(self, state: CompressState, source: Path, out: Path) -> None:
         p = self.params
@@ -96,9 +109,13 @@ class Quantize(Step):
                               f"use layer names of the exported model: {', '.join(layers)}")
         batches = _ort_quant.calibration_batches(state.data.train, p.calibration_samples, prepared)
 
+        per_channel = p.per_channel
+        if p.max_drop is not None:
+            per_channel = self._better_granularity(state, prepared, batches)
+
         def quantize(excluded: list[str], destination: Path = out) -> Path:
             return _ort_quant.static_int8(
-                prepared, destination, batches, calibration=p.calibration, per_channel=p.per_channel,
+                prepared, destination, batches, calibration=p.calibration, per_channel=per_channel,
                 percentile=p.percentile, exclude=[*p.exclude_layers, *excluded],
             )
 
@@ -106,14 +123,35 @@ class Quantize(Step):
         kept: list[str] = []
         if p.max_drop is not None:
             kept = self._keep_sensitive_layers(state, prepared, layers, quantize)
-        granularity = "per-channel" if p.per_channel else "per-tensor"
+        granularity = "per-channel" if per_channel else "per-tensor"
         state.notes.append(f"static int8 QDQ, {p.calibration} calibration on {sum(len(b) for b in batches)} "
                            f"images, {granularity} weights")
         float_layers = float_compute_layers(onnx.load(str(out), load_external_data=False).graph)
         state.precision = "int8-mixed" if float_layers else "int8"
         state.details["kept_float_layers"] = [*p.exclude_layers, *kept]
-        for leftover in (prepared, state.work_dir / "sensitivity.onnx"):
+        for leftover in (prepared, state.work_dir / "sensitivity.onnx", state.work_dir / "opset-upgraded.onnx"):
             leftover.unlink(missing_ok=True)
+
+    def _better_granularity(self, state: CompressState, prepared: Path, batches: list) -> bool:
+        """Accuracy-aware runs try both weight granularities and keep the one better on val.
+
+        Per-channel scales are usually better, not always: on a small CNN whose channels have
+        similar ranges, per-tensor rounding can lose fewer images (measured, not assumed)."""
+        p = self.params
+        probe = state.work_dir / "granularity.onnx"
+        accuracy = {}
+        for per_channel in (p.per_channel, not p.per_channel):
+            _ort_quant.static_int8(prepared, probe, batches, calibration=p.calibration, per_channel=per_channel,
+                                   percentile=p.percentile, exclude=p.exclude_layers)
+            accuracy[per_channel] = onnx_accuracy(probe, state.data.val)
+        probe.unlink(missing_ok=True)
+        chosen = p.per_channel if accuracy[p.per_channel] >= accuracy[not p.per_channel] else not p.per_channel
+        state.details["val_accuracy_by_granularity"] = {
+            ("per-channel" if k else "per-tensor"): round(v, 3) for k, v in accuracy.items()}
+        if chosen != p.per_channel:
+            state.notes.append(f"{'per-channel' if chosen else 'per-tensor'} weights kept: {accuracy[chosen]:.2f} % "
+                               f"on val against {accuracy[p.per_channel]:.2f} % as configured")
+        return chosen
 
     def _keep_sensitive_layers(self, state: CompressState, prepared: Path, layers: list[str], quantize) -> list[str]:
         budget = float(self.params.max_drop or 0.0)

@@ -1,0 +1,52 @@
+"""Small rewrites an ONNX file from elsewhere needs before compression steps can work on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+
+from edgewise.core.errors import ModelError
+
+# Per-channel QDQ needs DequantizeLinear's `axis`, which arrived in opset 13.
+QUANTIZATION_OPSET = 13
+
+
+def model_opset(model: onnx.ModelProto) -> int:
+    return max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+
+
+def fix_input_size(source: Path, destination: Path, shape: list[int]) -> Path:
+    """Copy of `source` whose first input has `shape`'s height, width and channels fixed; a dynamic
+    batch stays dynamic (calibration and evaluation feed batches). Static sizes are what edge
+    runtimes and ORT's quantizer want."""
+    model = onnx.load(str(source))
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    if len(dims) != len(shape):
+        raise ModelError(f"{source.name} input has {len(dims)} dimensions, its card's shape {shape}",
+                         "fix the card's input.shape")
+    for dim, size in list(zip(dims, shape, strict=True))[1:]:
+        if not (dim.HasField("dim_value") and dim.dim_value > 0):
+            dim.Clear()
+            dim.dim_value = size
+    del model.graph.value_info[:]  # inferred again from the fixed input by whoever needs it
+    onnx.save(model, str(destination), save_as_external_data=False)
+    return destination
+
+
+def upgrade_opset(source: Path, destination: Path, opset: int = QUANTIZATION_OPSET) -> int | None:
+    """Write `source` at `opset` or later to `destination`; returns the old opset when it converted."""
+    from onnx import version_converter
+
+    model = onnx.load(str(source))
+    old = model_opset(model)
+    if old >= opset:
+        return None
+    try:
+        converted = version_converter.convert_version(model, opset)
+        onnx.checker.check_model(converted)
+    except Exception as error:  # the converter raises its own types for ops it cannot move
+        raise ModelError(f"cannot upgrade {source.name} from opset {old} to {opset} for quantization: "
+                         f"{str(error).splitlines()[0]}", "export the model at opset 13 or later") from None
+    onnx.save(converted, str(destination), save_as_external_data=False)
+    return old
