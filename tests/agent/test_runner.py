@@ -41,6 +41,8 @@ def test_once_turns_frames_into_alarms_and_telemetry(tmp_path, make_machine, bun
     assert len(alarms) == 20 // 3 and all(e.label == "scratch" and e.bundle_version == "scratch" for e in alarms)
     assert len([e for e in batch.events if e.priority == "snapshot"]) == len(alarms)
     assert batch.telemetry and batch.telemetry[-1].model_version == "scratch"
+    name = json.loads((data_dir / "status.json").read_text())["current_bundle"]["name"]
+    assert name and batch.telemetry[-1].bundle_name == name and all(e.bundle_name == name for e in alarms)
     assert batch.telemetry[-1].latency_p95_ms is not None
     status = json.loads((data_dir / "status.json").read_text())
     assert status["current_bundle"]["version"] == "scratch" and status["health"]["status"] == "ok"

@@ -133,8 +133,10 @@ def test_retried_ingest_batch_is_stored_once(fleet: RunningServer) -> None:
     device = fleet.device()
     now = time.time()
     batch = {
-        "events": [{"seq": i, "ts": now + i, "type": "detection", "label": "person", "score": 0.9} for i in range(5)],
-        "telemetry": [{"seq": 100 + i, "ts": now + i, "fps": 25.0, "cpu_percent": 40.0} for i in range(3)],
+        "events": [{"seq": i, "ts": now + i, "type": "detection", "label": "person", "score": 0.9,
+                    "bundle_name": "doorcam", "bundle_version": "1.2.0"} for i in range(5)],
+        "telemetry": [{"seq": 100 + i, "ts": now + i, "fps": 25.0, "cpu_percent": 40.0, "bundle_name": "doorcam",
+                       "model_version": "1.2.0"} for i in range(3)],
         "dropped": {"telemetry": 2},
     }
     first = IngestAck.model_validate(device.request("POST", "/device/ingest", batch).json())
@@ -147,6 +149,8 @@ def test_retried_ingest_batch_is_stored_once(fleet: RunningServer) -> None:
     assert sorted(e["seq"] for e in events) == [0, 1, 2, 3, 4, 5]
     telemetry = reader.get("/telemetry", params={"device_id": device.device_id}).json()
     assert [t["seq"] for t in telemetry] == [100, 101, 102]
+    assert {(e["bundle_name"], e["bundle_version"]) for e in events if e["seq"] < 5} == {("doorcam", "1.2.0")}
+    assert {(t["bundle_name"], t["model_version"]) for t in telemetry} == {("doorcam", "1.2.0")}
     assert reader.get(f"/devices/{device.device_id}").json()["dropped"] == {"telemetry": 2}
 
 

@@ -83,7 +83,7 @@ class Rule:
         return None
 
     def evaluate(self, result: Result, frame: np.ndarray | None, bundle_version: str | None,
-                 now: float | None = None) -> list[Event]:
+                 now: float | None = None, bundle_name: str | None = None) -> list[Event]:
         now = time.time() if now is None else now
         hit = self.matches(result)
         self.streak = self.streak + 1 if hit else 0
@@ -96,7 +96,7 @@ class Rule:
         label, score = hit
         payload: dict[str, Any] = {
             "ts": now, "priority": self.settings.priority, "type": self.settings.event_type,
-            "label": label, "score": score, "bundle_version": bundle_version,
+            "label": label, "score": score, "bundle_name": bundle_name, "bundle_version": bundle_version,
             "data": {"rule": self.settings.name, "consecutive": self.settings.consecutive},
         }
         events = [Event(self.settings.priority, payload)]
@@ -113,5 +113,6 @@ class RuleEngine:
         self.rules = [Rule(r) for r in rules]
 
     def evaluate(self, result: Result, frame: np.ndarray | None, bundle_version: str | None,
-                 now: float | None = None) -> list[Event]:
-        return [event for rule in self.rules for event in rule.evaluate(result, frame, bundle_version, now)]
+                 now: float | None = None, bundle_name: str | None = None) -> list[Event]:
+        return [event for rule in self.rules
+                for event in rule.evaluate(result, frame, bundle_version, now, bundle_name)]

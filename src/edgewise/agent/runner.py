@@ -253,7 +253,7 @@ class AgentRunner:
             return
         self.telemetry.record(result.latency_ms)
         manifest = self.pipeline.manifest
-        for event in self.rules.evaluate(result, frame, manifest.version):
+        for event in self.rules.evaluate(result, frame, manifest.version, bundle_name=manifest.name):
             self.outbox.append("event", event.priority, event.payload)
         candidate = self.shadow.observe(frame, result, self.settings.camera, manifest.version)
         if self.capture is not None:
@@ -262,10 +262,11 @@ class AgentRunner:
                                   bundle_version=manifest.version, camera=self.settings.camera, input_size=size)
 
     def _emit_telemetry(self) -> None:
-        model = self.pipeline.manifest.version if self.pipeline else None
+        manifest = self.pipeline.manifest if self.pipeline else None
         if hasattr(self, "_mailbox"):
             self.telemetry.dropped_frames = self._mailbox.dropped
-        snapshot = self.telemetry.snapshot(self.outbox.depth(), model)
+        snapshot = self.telemetry.snapshot(self.outbox.depth(), manifest.version if manifest else None,
+                                           manifest.name if manifest else None)
         self.outbox.append("telemetry", "telemetry", snapshot)
         log.info("%s: %d frames, %.1f fps, latency p50 %s / p95 %s ms, %d dropped, %d queued to send",
                  self.pipeline.manifest.ref if self.pipeline else "no model", self.telemetry.frames, snapshot["fps"],

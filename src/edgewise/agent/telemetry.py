@@ -48,7 +48,7 @@ class TelemetryCollector:
         with self._lock:
             self.errors += 1
 
-    def snapshot(self, queue_depth: int, model_version: str | None) -> dict[str, Any]:
+    def snapshot(self, queue_depth: int, model_version: str | None, bundle_name: str | None = None) -> dict[str, Any]:
         with self._lock:
             latencies = list(self._latencies)
             times = list(self._frame_times)
@@ -64,6 +64,7 @@ class TelemetryCollector:
             "temperature_c": read_temperature_c(),
             "queue_depth": queue_depth,
             "errors": errors,
+            "bundle_name": bundle_name,
             "model_version": model_version,
             "agent_version": edgewise.__version__,
             "extra": {"dropped_frames": float(self.dropped_frames), "frames": float(self.frames)},

@@ -25,6 +25,10 @@ def train_command(
     patience: int | None = typer.Option(None, "--early-stopping", help="stop after N epochs without improvement"),
     init: Path | None = typer.Option(None, "--init", help="start from this checkpoint (fine-tuning)"),
     freeze_backbone: bool = typer.Option(False, "--freeze-backbone", help="train only the (new) head"),
+    weights: Path | None = typer.Option(None, "--weights", help="pretrained weights on disk: a state dict "
+                                        "(.pt/.pth; torchvision/timm layouts too) or .safetensors; new head"),
+    freeze_stages: int | None = typer.Option(None, "--freeze-stages", help="freeze the first N backbone blocks"),
+    backbone_lr_scale: float = typer.Option(1.0, "--backbone-lr-scale", help="backbone lr = --lr x this (e.g. 0.1)"),
     image_size: int = typer.Option(32, "--image-size"),
     width: float = typer.Option(1.0, "--width", help="width multiplier of the architecture"),
     seed: int = typer.Option(0, "--seed"),
@@ -51,7 +55,8 @@ def train_command(
         config = TrainConfig(
             arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, schedule=schedule,
             weight_decay=weight_decay, label_smoothing=label_smoothing, augment=augment,
-            early_stopping_patience=patience, freeze_backbone=freeze_backbone, init_checkpoint=init,
+            early_stopping_patience=patience, freeze_backbone=freeze_backbone, init_checkpoint=init, weights=weights,
+            freeze_stages=freeze_stages, backbone_lr_scale=backbone_lr_scale,
             image_size=image_size, width=width, seed=seed, device=device, num_threads=threads,
         )
     except ValidationError as error:

@@ -218,6 +218,7 @@ class EventIn(Wire):
     type: Name = Field(description="e.g. 'alarm', 'detection', 'classification'")
     label: Name | None = None
     score: Measure | None = None
+    bundle_name: Name | None = None
     bundle_version: Name | None = None
     data: Annotated[dict[Name, Any], _json_within(MAX_EVENT_DATA_BYTES)] = Field(default_factory=dict)
     snapshot_jpeg_b64: ImageB64 | None = None
@@ -234,7 +235,8 @@ class TelemetryIn(Wire):
     temperature_c: Measure | None = None
     queue_depth: Count | None = None
     errors: Count = 0
-    model_version: Name | None = None
+    bundle_name: Name | None = None
+    model_version: Name | None = Field(None, description="the version of the bundle it runs")
     agent_version: Name | None = None
     extra: dict[Name, Measure] = Field(default_factory=dict, max_length=64)
 

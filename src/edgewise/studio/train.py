@@ -49,6 +49,10 @@ class TrainConfig(BaseModel):
     early_stopping_patience: int | None = Field(None, ge=1)
     freeze_backbone: bool = False
     init_checkpoint: Path | None = None
+    weights: Path | None = Field(None, description="pretrained weights: a state dict (.pt/.pth, torchvision/timm "
+                                 "layouts too) or .safetensors; the head is replaced for the data's classes")
+    freeze_stages: int | None = Field(None, ge=0, description="freeze the first N blocks of the backbone")
+    backbone_lr_scale: float = Field(1.0, gt=0, le=1, description="backbone learning rate = lr x this")
     image_size: int = Field(32, ge=8, le=1024)
     width: float = Field(1.0, ge=0.1, le=4.0)
     seed: int = 0
@@ -76,7 +80,8 @@ def train(config: TrainConfig, data_dir: Path, out_dir: Path, *, on_epoch: Epoch
     splits = load_splits(Path(data_dir), config.image_size, config.batch_size, augment=config.augment,
                          seed=config.seed)
     model_kwargs = {"width": config.width}
-    model = build_model(config, splits.classes, model_kwargs).to(device)
+    start = build_model(config, splits.classes, model_kwargs)
+    model = start.model.to(device)
     optimizer = _optimizer(config, model)
     scheduler = _scheduler(config, optimizer)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
@@ -90,7 +95,8 @@ def train(config: TrainConfig, data_dir: Path, out_dir: Path, *, on_epoch: Epoch
     try:
         for epoch in range(1, config.epochs + 1):
             epoch_started = time.perf_counter()
-            train_loss, train_acc = _train_epoch(model, splits.train, optimizer, loss_fn, device, config, bar)
+            train_loss, train_acc = _train_epoch(model, splits.train, optimizer, loss_fn, device, config, bar,
+                                                 start.frozen)
             val_loss, val_acc = run_epoch_eval(model, splits.val, loss_fn, device)
             metrics = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
                        "val_accuracy": val_acc, "lr": optimizer.param_groups[0]["lr"],
@@ -123,20 +129,41 @@ def train(config: TrainConfig, data_dir: Path, out_dir: Path, *, on_epoch: Epoch
         "best_val_accuracy": best_val, "test_accuracy": test_acc, "epochs_run": len(history),
         "device": str(device), "seconds": round(time.perf_counter() - started, 2),
         "dataset_digest": dataset_digest(Path(data_dir)), "history": history,
+        "pretrained": start.pretrained, "frozen_blocks": start.frozen,
     }
     (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
     return TrainResult(best.cpu().eval(), splits.classes, best_val, test_acc, history, best_path)
 
 
-def build_model(config: TrainConfig, classes: list[str], model_kwargs: dict[str, Any]) -> nn.Module:
-    """A fresh model, or one started from `init_checkpoint` with its head replaced when classes differ."""
+@dataclass
+class StartingPoint:
+    model: nn.Module
+    frozen: list[str]  # names of the frozen backbone blocks
+    pretrained: str | None  # what was loaded from --weights, for metrics.json
+
+
+def build_model(config: TrainConfig, classes: list[str], model_kwargs: dict[str, Any]) -> StartingPoint:
+    """A fresh model, or one started from `init_checkpoint` (head kept when the classes are the same)
+    or from pretrained `weights` (head always new), with the chosen blocks frozen."""
     model = create_model(config.arch, len(classes), **model_kwargs)
+    pretrained = None
+    if config.init_checkpoint is not None and config.weights is not None:
+        raise ModelError("--init and --weights both given", "start from one: --init (an edgewise checkpoint) or "
+                         "--weights (any pretrained state dict)")
     if config.init_checkpoint is not None:
         _load_init(model, config, classes)
-    if config.freeze_backbone:
-        for name, parameter in model.named_parameters():
-            parameter.requires_grad = name.startswith(HEAD_PREFIX)
-    return model
+    if config.weights is not None:
+        from edgewise.studio.pretrained import load_pretrained
+
+        found = load_pretrained(model, config.weights)
+        pretrained = (f"{found.loaded} tensors from {Path(config.weights).name} ({found.renaming}); its head "
+                      f"{found.head_dropped or '(none)'} replaced for {len(classes)} classes")
+    frozen: list[str] = []
+    if config.freeze_backbone or config.freeze_stages:
+        from edgewise.studio.pretrained import freeze
+
+        frozen = freeze(model, None if config.freeze_backbone else config.freeze_stages)
+    return StartingPoint(model, frozen, pretrained)
 
 
 def _load_init(model: nn.Module, config: TrainConfig, classes: list[str]) -> None:
@@ -150,10 +177,13 @@ def _load_init(model: nn.Module, config: TrainConfig, classes: list[str]) -> Non
 
 
 def _train_epoch(model: nn.Module, loader: DataLoader[Any], optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
-                 device: torch.device, config: TrainConfig, bar: tqdm) -> tuple[float, float]:
+                 device: torch.device, config: TrainConfig, bar: tqdm, frozen: list[str]) -> tuple[float, float]:
     model.train()
-    if config.freeze_backbone:
-        model.features.eval()  # frozen BatchNorm statistics stay those of the checkpoint
+    if frozen:
+        from edgewise.studio.pretrained import frozen_blocks
+
+        for block in frozen_blocks(model, frozen):
+            block.eval()  # frozen BatchNorm statistics stay those of the checkpoint
     total_loss, correct, seen = 0.0, 0, 0
     for images, labels in loader:
         images, labels = images.to(device), labels.to(device)
@@ -187,7 +217,12 @@ def run_epoch_eval(model: nn.Module, loader: DataLoader[Any], loss_fn: nn.Module
 
 
 def _optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    parameters = [p for p in model.parameters() if p.requires_grad]
+    """Discriminative learning rates: the head at `lr`, the (pretrained) backbone at lr x backbone_lr_scale."""
+    head = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith(HEAD_PREFIX)]
+    body = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(HEAD_PREFIX)]
+    parameters: list[dict[str, Any]] = [{"params": head, "lr": config.lr}]
+    if body:
+        parameters.append({"params": body, "lr": config.lr * config.backbone_lr_scale})
     if config.optimizer == "sgd":
         return torch.optim.SGD(parameters, lr=config.lr, momentum=0.9, nesterov=True,
                                weight_decay=config.weight_decay)

@@ -133,6 +133,7 @@ class EventOut(Out):
     type: str
     label: str | None
     score: float | None
+    bundle_name: str | None = None
     bundle_version: str | None
     data: dict[str, Any]
     has_snapshot: bool = False
@@ -155,6 +156,7 @@ class TelemetryOut(Out):
     temperature_c: float | None
     queue_depth: int | None
     errors: int
+    bundle_name: str | None = None
     model_version: str | None
 
 

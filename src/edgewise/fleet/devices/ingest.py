@@ -61,7 +61,8 @@ def decode_images(batch: IngestBatch) -> DecodedImages:
 def _event_row(device_id: str, event: EventIn, now: float, snapshot: bytes | None) -> dict[str, Any]:
     return {"device_id": device_id, "seq": event.seq, "ts": event.ts, "received_at": now,
             "priority": event.priority, "type": event.type, "label": event.label, "score": event.score,
-            "bundle_version": event.bundle_version, "data": event.data, "snapshot_jpeg": snapshot}
+            "bundle_name": event.bundle_name, "bundle_version": event.bundle_version, "data": event.data,
+            "snapshot_jpeg": snapshot}
 
 
 def _telemetry_row(device_id: str, item: TelemetryIn, now: float) -> dict[str, Any]:
