@@ -94,3 +94,20 @@ def test_writers_report_progress_after_every_image(name: str, tmp_path: Path) ->
     written = write_sample(name, tmp_path / name, size=40, on_image=lambda done, total: calls.append((done, total)))
     images = sum(1 for _ in written.rglob("*.png"))
     assert calls == [(done, images) for done in range(1, images + 1)]
+
+
+def test_shapes_has_every_class_in_every_split_and_marks_differ_from_blank(tmp_path: Path) -> None:
+    import numpy as np
+
+    from edgewise.studio.samples import write_sample
+    from edgewise.studio.samples.shapes import CLASSES as SHAPES
+    from edgewise.studio.samples.shapes import render_shape
+
+    root = write_sample("shapes", tmp_path / "shapes", size=80, seed=2)
+    for split in ("train", "val", "test"):
+        assert sorted(p.name for p in (root / split).iterdir()) == sorted(SHAPES)
+    first = render_shape("ring", np.random.default_rng(5), 32)
+    assert first.shape == (32, 32, 3) and np.array_equal(first, render_shape("ring", np.random.default_rng(5), 32))
+    blank = render_shape("blank", np.random.default_rng(5), 32).astype(float)
+    for label in SHAPES[1:]:  # the same surface with a mark on it: the mark changes pixels
+        assert np.abs(render_shape(label, np.random.default_rng(5), 32).astype(float) - blank).max() > 60, label

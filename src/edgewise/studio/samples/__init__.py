@@ -11,7 +11,7 @@ from pathlib import Path
 
 from edgewise.core.errors import ConfigError
 from edgewise.core.plugins import Registry
-from edgewise.studio.samples import digits, parts
+from edgewise.studio.samples import digits, parts, shapes
 from edgewise.studio.samples._split import ProgressHook
 
 SampleWriter = Callable[..., Path]
@@ -19,6 +19,7 @@ SampleWriter = Callable[..., Path]
 SAMPLES: Registry[SampleWriter] = Registry("sample dataset")
 SAMPLES.add("digits", digits.write_digits, "scikit-learn's real handwritten digits (10 classes), upscaled")
 SAMPLES.add("parts", parts.write_parts, "synthetic metal parts on a conveyor: ok / scratch / hole / crack")
+SAMPLES.add("shapes", shapes.write_shapes, "generic marks on textured surfaces (8 classes), to pretrain backbones on")
 
 SPLITS = ("train", "val", "test")
 
