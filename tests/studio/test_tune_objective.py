@@ -155,3 +155,21 @@ def test_recipe_space_needs_a_model_a_target_and_known_steps(digits_dir: Path, t
                        "fixed": {"model": "m.pt", "target": "rpi4", "shrink.factor": 2}})
     with pytest.raises(ConfigError, match="unknown compression steps"):
         RecipeObjective(bad, digits_dir, tmp_path, objectives=["acc"])
+
+
+def test_a_recipe_space_over_an_onnx_model_needs_its_card_before_any_trial(digits_dir: Path, tmp_path: Path) -> None:
+    from edgewise.studio.tune.recipe import RecipeObjective
+    from tests.registry.bundles import tiny_onnx
+
+    bare = tiny_onnx(tmp_path / "vendor.onnx", card=False)
+    params = {"use.slim": {"type": "categorical", "choices": [True]}}
+    space = parse_space({"kind": "recipe", "params": params, "fixed": {"model": str(bare), "target": "rpi4"}})
+    with pytest.raises(ConfigError, match="no model card"):
+        RecipeObjective(space, digits_dir, tmp_path, objectives=["acc"])
+    carded = tiny_onnx(tmp_path / "other.onnx")  # its card is written beside it
+    card = tmp_path / "given.card.yaml"
+    card.write_text((tmp_path / "other.card.yaml").read_text())
+    given = parse_space({"kind": "recipe", "params": params,
+                         "fixed": {"model": str(bare), "target": "rpi4", "card": str(card)}})
+    assert RecipeObjective(given, digits_dir, tmp_path, objectives=["acc"]).card == card.resolve()
+    assert carded.is_file()

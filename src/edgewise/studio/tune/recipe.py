@@ -68,7 +68,13 @@ class RecipeObjective:
         self.objectives, self.constraint, self.latency_runs = objectives, constraint, latency_runs
         self.model = Path(space.fixed["model"]).resolve()
         self.target = str(space.fixed["target"])
-        self.step_fixed = {k: v for k, v in space.fixed.items() if k not in ("model", "target")}
+        # An ONNX model is fed as its card says: fixed.card, else the card beside it (checked before any trial).
+        self.card = Path(space.fixed["card"]).resolve() if space.fixed.get("card") else None
+        if self.model.suffix == ".onnx":
+            from edgewise.studio.cards import resolve_card
+
+            resolve_card(self.model, self.card)
+        self.step_fixed = {k: v for k, v in space.fixed.items() if k not in ("model", "target", "card")}
         recipe_from_params({}, self.step_fixed, "check")  # unknown step names fail before any trial
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
@@ -81,7 +87,7 @@ class RecipeObjective:
             recipe = recipe_from_params(params, self.step_fixed, f"tune-trial-{trial.number}")
             trial.set_user_attr("recipe", [f"{s.step}{s.params or ''}" for s in recipe.steps])
             report = run_compression(self.model, self.data_dir, self.target, recipe, out_dir,
-                                     RunOptions(latency_runs=self.latency_runs))
+                                     RunOptions(latency_runs=self.latency_runs), card=self.card)
         except (RecipeError, TargetIncompatible) as error:  # a bad point of the space, not a crash
             trial.set_user_attr("rejected", error.message)
             raise optuna.TrialPruned(error.message) from None
