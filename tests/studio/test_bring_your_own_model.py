@@ -271,3 +271,60 @@ def _write(card: ModelCard, path: Path) -> Path:
     return path
 
 
+
+
+def test_the_agent_installs_the_signed_bundle_and_scores_as_the_studio_does(third_party: ThirdParty,
+                                                                             tmp_path: Path) -> None:
+    """The device side end to end: verified download, install, health check, then `run --once`
+    over the test images; every frame's event carries the studio's top label and score."""
+    import shutil
+
+    from edgewise.agent.config import AgentSettings, HealthSettings, RuleSettings, SourceSettings
+    from edgewise.agent.health import check_model_health
+    from edgewise.agent.outbox import Outbox
+    from edgewise.agent.runner import AgentRunner
+    from edgewise.agent.sources import create_source
+    from edgewise.agent.update import UpdateMachine
+    from edgewise.core.archive import pack_bundle
+    from edgewise.core.bundle import sign_bundle
+    from edgewise.core.signing import PrivateKey
+    from edgewise.core.wire import BundleRef
+    from edgewise.studio.bundling import BundleOptions, VariantSource, bundle_from_onnx
+    from edgewise.studio.evaluate import evaluate_onnx
+
+    key = PrivateKey.generate()
+    options = BundleOptions("vendor", "2.0.0", card=third_party.card.with_labels(["crack", "hole", "ok", "scratch"]))
+    manifest = bundle_from_onnx(tmp_path / "bundle", [VariantSource("cpu-fp32", third_party.onnx_path)], options)
+    sign_bundle(tmp_path / "bundle", key)
+    archive = pack_bundle(tmp_path / "bundle", tmp_path / "bundle.tar")
+    test_dir = third_party.data_dir / "test"
+
+    def download(target: BundleRef, dest: Path) -> Path:
+        shutil.copyfile(archive, dest)
+        return dest
+
+    def probe() -> list[np.ndarray]:
+        return list(create_source(SourceSettings(frames=4, width=96, height=48)).frames())
+
+    def health(bundle_dir: Path, installed) -> object:
+        return check_model_health(bundle_dir, installed, probe, HealthSettings(window_s=0.2, min_frames=3),
+                                  ["cpu"], ["CPUExecutionProvider"], 1)
+
+    data_dir = tmp_path / "device"
+    machine = UpdateMachine(data_dir, [key.public], download=download, health_check=health)
+    machine.offer(BundleRef(name=manifest.name, version=manifest.version, digest=manifest.digest,
+                            url=f"/api/v1/device/bundles/{manifest.digest}/archive", size_bytes=archive.stat().st_size))
+    machine.run_until_rest()
+    assert machine.record.state == "idle"
+    every_frame = RuleSettings(name="all", labels=list(manifest.labels), min_score=0.0, consecutive=1, cooldown_s=0,
+                               priority="event", event_type="classification")
+    settings = AgentSettings(data_dir=data_dir, threads=1, drop_policy="none", rules=[every_frame],
+                             source=SourceSettings(kind="image-folder", path=str(test_dir)))
+    AgentRunner(settings).run(once=True)
+    events = [e for e in Outbox(data_dir / "outbox.sqlite3").batch(10_000).events if e.type == "classification"]
+    studio = evaluate_onnx(third_party.onnx_path, third_party.data_dir, "test", third_party.card)
+    assert len(events) == studio.num_samples
+    best = studio.extra["scores"].argmax(axis=1)
+    for index, event in enumerate(sorted(events, key=lambda e: e.seq)):
+        assert event.label == manifest.labels[best[index]] and event.bundle_name == "vendor"
+        assert abs(event.score - studio.extra["scores"][index, best[index]]) <= 1e-6
