@@ -130,12 +130,12 @@ def test_blur_hides_only_the_named_classes_regions() -> None:
     frame = noisy_frame(1, side=64)
     original = frame.copy()
     result = Result("detect", "face", 0.9, 1.0, detections=[
-        Detection("face", 0.9, (0.0, 0.0, 16.0, 16.0)), Detection("part", 0.8, (16.0, 16.0, 32.0, 32.0))])
-    assert blur_regions(frame, result, ["face"], (32, 32)) == ["face"]
-    assert not np.array_equal(frame[:32, :32], original[:32, :32])  # input 32 -> frame 64: box scaled x2
+        Detection("face", 0.9, (0.0, 0.0, 32.0, 32.0)), Detection("part", 0.8, (32.0, 32.0, 64.0, 64.0))])
+    assert blur_regions(frame, result, ["face"]) == ["face"]
+    assert not np.array_equal(frame[:32, :32], original[:32, :32])  # boxes are in the frame's pixels
     assert np.array_equal(frame[32:, :], original[32:, :]) and np.array_equal(frame[:, 32:], original[:, 32:])
     whole = noisy_frame(2)
-    assert blur_regions(whole, Result("classify", "face", 0.9, 1.0), ["face"], (32, 32)) == ["face"]
+    assert blur_regions(whole, Result("classify", "face", 0.9, 1.0), ["face"]) == ["face"]
     assert whole.std() < noisy_frame(2).std() / 2
 
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgewise.agent.pipeline import Pipeline, choose_providers, decode_classification, decode_detection, nms
+from edgewise.agent.pipeline import Pipeline, choose_providers, decode_classification, decode_detection
+from edgewise.core.detection_layouts import nms
 from edgewise.core.errors import ModelError
 from edgewise.core.manifest import InputSpec, OutputSpec
 from edgewise.core.preprocess import preprocess
@@ -47,7 +48,7 @@ def test_detection_decoding_thresholds_and_nms_per_class() -> None:
     per_class = np.array([[5, 5, 4, 4, 0.1, 0.95, 0.3]], dtype=np.float32)  # cxcywh + one score per label
     found = decode_detection(per_class, OutputSpec(decode="detection", box_format="cxcywh"), ["a", "hole", "c"])
     assert found[0].label == "hole" and found[0].box == (3.0, 3.0, 7.0, 7.0)
-    with pytest.raises(ModelError, match="rows have 5"):
+    with pytest.raises(ModelError, match="do not fit layout 'rows'"):
         decode_detection(np.zeros((1, 5)), OutputSpec(decode="detection"), ["a", "b"])
 
 

@@ -77,7 +77,7 @@ class NoveltyMemory:
         return distance
 
 
-def blur_regions(frame: np.ndarray, result: Result, labels: list[str], input_size: tuple[int, int]) -> list[str]:
+def blur_regions(frame: np.ndarray, result: Result, labels: list[str]) -> list[str]:
     """Blur (in place) the regions of `labels`; the classes actually blurred."""
     wanted = set(labels)
     if not wanted:
@@ -85,13 +85,12 @@ def blur_regions(frame: np.ndarray, result: Result, labels: list[str], input_siz
     blurred: set[str] = set()
     height, width = frame.shape[:2]
     if result.detections:
-        in_h, in_w = input_size
         for det in result.detections:
             if det.label not in wanted:
                 continue
-            x1, y1, x2, y2 = det.box  # model-input pixels: scale back to the frame
-            left, right = int(max(0, x1 * width / in_w)), int(min(width, np.ceil(x2 * width / in_w)))
-            top, bottom = int(max(0, y1 * height / in_h)), int(min(height, np.ceil(y2 * height / in_h)))
+            x1, y1, x2, y2 = det.box  # the frame's own pixels (the pipeline undid letterbox and resize)
+            left, right = int(max(0, x1)), int(min(width, np.ceil(x2)))
+            top, bottom = int(max(0, y1)), int(min(height, np.ceil(y2)))
             if right > left and bottom > top:
                 frame[top:bottom, left:right] = _blur(frame[top:bottom, left:right])
                 blurred.add(det.label)
@@ -229,14 +228,14 @@ class FrameCapture:
         return reasons, novelty
 
     def consider(self, frame: np.ndarray, serving: Result, candidate: Result | None = None, *,
-                 bundle_name: str | None = None, bundle_version: str | None = None, camera: str = "default",
-                 input_size: tuple[int, int] = (1, 1)) -> CapturedFrame | None:
+                 bundle_name: str | None = None, bundle_version: str | None = None,
+                 camera: str = "default") -> CapturedFrame | None:
         """Spool `frame` when it is worth labelling and fits the storage budget; the spooled record."""
         reasons, novelty = self.reasons(frame, serving, candidate)
         if not reasons:
             return None
         image = frame.copy()  # the caller's frame may still be in use; blur a copy
-        blurred = blur_regions(image, serving, self.settings.blur_labels, input_size)
+        blurred = blur_regions(image, serving, self.settings.blur_labels)
         jpeg = encode_jpeg(image, self.settings.max_side, self.settings.jpeg_quality)
         record = CapturedFrame(
             capture_id=uuid.uuid4().hex, ts=time.time(), camera=camera, device_id=self.device_id,

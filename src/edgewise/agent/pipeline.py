@@ -7,6 +7,7 @@ Frames are HxWx3 uint8 arrays in BGR order (OpenCV's convention; every source em
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,16 +16,17 @@ import onnxruntime as ort
 
 from edgewise.core.bundle import read_manifest
 from edgewise.core.decoding import class_scores
+from edgewise.core.detection_layouts import decode_boxes
 from edgewise.core.errors import ModelError
 from edgewise.core.manifest import Manifest, OutputSpec
-from edgewise.core.preprocess import Preprocessor
+from edgewise.core.preprocess import Placement, Preprocessor
 
 
 @dataclass
 class Detection:
     label: str
     score: float
-    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in model-input pixels
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in the source frame's pixels
 
 
 @dataclass
@@ -46,54 +48,17 @@ def decode_classification(output: np.ndarray, spec: OutputSpec, labels: list[str
     return labels[best], float(probs[best]), probs
 
 
-def box_iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    x1 = np.maximum(box[0], others[:, 0])
-    y1 = np.maximum(box[1], others[:, 1])
-    x2 = np.minimum(box[2], others[:, 2])
-    y2 = np.minimum(box[3], others[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
-    return np.asarray(inter / np.maximum(area + areas - inter, 1e-9))
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
-    """Greedy non-maximum suppression; indices kept, best first."""
-    order = np.argsort(-scores, kind="stable")
-    keep: list[int] = []
-    while order.size:
-        best = int(order[0])
-        keep.append(best)
-        rest = order[1:]
-        order = rest[box_iou(boxes[best], boxes[rest]) <= iou_threshold]
-    return keep
-
-
-def decode_detection(output: np.ndarray, spec: OutputSpec, labels: list[str]) -> list[Detection]:
-    """Rows of [box(4), score, class_id] or [box(4), one score per label]; threshold, then per-class NMS."""
-    rows = np.asarray(output, dtype=np.float32)
-    rows = rows.reshape(-1, rows.shape[-1]) if rows.ndim >= 2 else rows.reshape(0, 6)
-    width = rows.shape[1]
-    if width == 4 + len(labels) and width != 6:
-        class_ids = rows[:, 4:].argmax(axis=1)
-        scores = rows[:, 4:].max(axis=1)
-    elif width == 6:
-        scores, class_ids = rows[:, 4], rows[:, 5].astype(int)
-    else:
-        raise ModelError(f"detection output rows have {width} values", "expected 6 or 4 + number of labels")
-    boxes = rows[:, :4].astype(np.float64)
-    if spec.box_format == "cxcywh":
-        boxes = np.stack([boxes[:, 0] - boxes[:, 2] / 2, boxes[:, 1] - boxes[:, 3] / 2,
-                          boxes[:, 0] + boxes[:, 2] / 2, boxes[:, 1] + boxes[:, 3] / 2], axis=1)
-    chosen = (scores >= spec.score_threshold) & (class_ids >= 0) & (class_ids < len(labels))
-    detections: list[Detection] = []
-    for class_id in np.unique(class_ids[chosen]):
-        index = np.nonzero(chosen & (class_ids == class_id))[0]
-        for kept in nms(boxes[index], scores[index], spec.nms_iou):
-            row = index[kept]
-            detections.append(Detection(labels[int(class_id)], float(scores[row]), tuple(boxes[row].tolist())))
-    detections.sort(key=lambda d: -d.score)
-    return detections
+def decode_detection(outputs: np.ndarray | Sequence[np.ndarray], spec: OutputSpec, labels: list[str],
+                     input_size: tuple[int, int] = (1, 1), placement: Placement | None = None) -> list[Detection]:
+    """The detector's outputs (one array, or all of them for multi-output layouts) as detections,
+    best first; with `placement`, boxes in the source frame's pixels (letterbox or crop undone)."""
+    arrays = [outputs] if isinstance(outputs, np.ndarray) else list(outputs)
+    found = decode_boxes(arrays, spec, labels, input_size)
+    boxes = found.xyxy
+    if placement is not None:
+        boxes = np.array([placement.to_frame(box) for box in boxes]).reshape(-1, 4)
+    return [Detection(labels[int(c)], float(s), (float(b[0]), float(b[1]), float(b[2]), float(b[3])))
+            for b, s, c in zip(boxes, found.scores, found.classes, strict=True)]
 
 
 def choose_providers(preferred: list[str]) -> list[str]:
@@ -130,19 +95,22 @@ class Pipeline:
     def from_dir(cls, bundle_dir: Path, families: list[str], providers: list[str], threads: int = 0) -> Pipeline:
         return cls(bundle_dir, read_manifest(bundle_dir), families, providers, threads)
 
-    def infer(self, tensor: np.ndarray) -> np.ndarray:
-        return np.asarray(self.session.run(None, {self.input_name: tensor})[0])
+    def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
+        return [np.asarray(output) for output in self.session.run(None, {self.input_name: tensor})]
 
     def run(self, frame: np.ndarray) -> Result:
         started = time.perf_counter()
-        tensor = self.preprocess(frame)
+        fitted, placement = self.preprocess.fit(frame)
+        tensor = self.preprocess.to_tensor(fitted[None])
         try:
-            output = self.infer(tensor)
+            outputs = self.infer(tensor)
         except Exception as error:
             raise ModelError(f"inference failed: {error}") from None
         labels, spec = self.manifest.labels, self.manifest.output
+        output = outputs[0]
         if self.manifest.task == "detect" or spec.decode == "detection":
-            detections = decode_detection(output, spec, labels)
+            size = (self.preprocess.height, self.preprocess.width)
+            detections = decode_detection(outputs, spec, labels, size, placement)
             best = detections[0] if detections else None
             return Result("detect", best.label if best else None, best.score if best else 0.0,
                           (time.perf_counter() - started) * 1000, detections=detections)

@@ -30,7 +30,7 @@ class Event:
 
 
 def draw_result(frame: np.ndarray, result: Result) -> np.ndarray:
-    """A copy of the frame with the decision (and boxes, scaled to the frame) drawn on it."""
+    """A copy of the frame with the decision and its boxes (in the frame's pixels) drawn on it."""
     canvas = frame.copy()
     for detection in result.detections:
         x1, y1, x2, y2 = (int(v) for v in detection.box)

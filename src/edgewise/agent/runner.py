@@ -257,9 +257,8 @@ class AgentRunner:
             self.outbox.append("event", event.priority, event.payload)
         candidate = self.shadow.observe(frame, result, self.settings.camera, manifest.version)
         if self.capture is not None:
-            size = (manifest.input.resize[0], manifest.input.resize[1])
             self.capture.consider(frame, result, candidate, bundle_name=manifest.name,
-                                  bundle_version=manifest.version, camera=self.settings.camera, input_size=size)
+                                  bundle_version=manifest.version, camera=self.settings.camera)
 
     def _emit_telemetry(self) -> None:
         manifest = self.pipeline.manifest if self.pipeline else None

@@ -29,6 +29,10 @@ SIGNATURE_NAME = "bundle.sig"
 SCHEMA_VERSION = 1
 
 Task = Literal["classify", "detect", "segment"]
+# rows: N x (4 + 1 + 1) [box, score, class] or N x (4 + C); yolov8: 1 x (4 + C) x N, no objectness;
+# yolov5: 1 x N x (5 + C) with objectness; nms-rows: 1 x K x 6 already suppressed; ssd: boxes
+# 1 x K x 4 (ymin, xmin, ymax, xmax, normalised), classes 1 x K, scores 1 x K, count 1.
+DetectionLayout = Literal["rows", "yolov8", "yolov5", "nms-rows", "ssd"]
 Precision = Literal["fp32", "fp16", "int8", "int8-full", "int4-weight", "mixed"]
 
 
@@ -60,9 +64,9 @@ class InputSpec(Strict):
     # Added after schema 1. Left out of the canonical form while unset, so bundles signed before
     # they existed keep their digest and signature.
     resize_mode: Literal["stretch", "letterbox", "center-crop"] | None = Field(
-        None, description="how a frame of another aspect ratio is fitted (unset: stretch)")
-    pad_value: int | None = Field(None, ge=0, le=255, description="letterbox padding, 0-255 on every channel")
-    crop_fraction: float | None = Field(None, gt=0.0, le=1.0,
+        default=None, description="how a frame of another aspect ratio is fitted (unset: stretch)")
+    pad_value: int | None = Field(default=None, ge=0, le=255, description="letterbox padding, 0-255 on every channel")
+    crop_fraction: float | None = Field(default=None, gt=0.0, le=1.0,
                                         description="center-crop: the crop's share of the side (timm's crop_pct)")
 
     @field_validator("resize")
@@ -110,6 +114,19 @@ class OutputSpec(Strict):
     score_threshold: float = 0.0
     nms_iou: float = 0.5
     box_format: Literal["xyxy", "cxcywh"] = "xyxy"
+    # Added after schema 1, left out of the canonical form while unset (see InputSpec).
+    detection_layout: DetectionLayout | None = Field(
+        default=None, description="how a detector's outputs are laid out (unset: rows); see core/detection_layouts.py")
+    class_thresholds: dict[Label, float] | None = Field(
+        default=None, max_length=1024, description="per-class score thresholds over score_threshold")
+
+    @model_serializer(mode="wrap")
+    def _without_unset_additions(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        data: dict[str, object] = handler(self)
+        for key in ("detection_layout", "class_thresholds"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
 
 
 class Variant(Strict):
@@ -146,7 +163,7 @@ class Manifest(Strict):
     task: Task = "classify"
     labels: list[Label]
     input: InputSpec
-    output: OutputSpec = Field(default_factory=OutputSpec)
+    output: OutputSpec = Field(default_factory=lambda: OutputSpec())
     target: str = "x86-host"
     precision: Precision = "fp32"
     variants: list[Variant]
