@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from edgewise.core.errors import ConfigError
-from edgewise.studio.samples._split import ProgressHook, split_indices, write_png
+from edgewise.studio.samples._split import ProgressHook, write_rendered
 
 CLASSES = ["ok", "scratch", "hole", "crack"]
 DEFAULT_SIZE = 1000
@@ -49,18 +49,7 @@ def render_part(label: str, rng: np.random.Generator, image_size: int) -> np.nda
 def write_parts(out_dir: Path, *, size: int | None, seed: int, image_size: int,
                 on_image: ProgressHook | None = None) -> Path:
     total = DEFAULT_SIZE if size is None else size
-    labels = np.arange(total) % len(CLASSES)
-    done = 0
-    for split, indices in split_indices(labels, np.random.default_rng(seed)).items():
-        for index in indices:
-            label = CLASSES[int(labels[index])]
-            # One generator per frame: a frame does not depend on which others were drawn.
-            frame_rng = np.random.default_rng([seed, int(index)])
-            write_png(render_part(label, frame_rng, image_size), out_dir / split / label / f"{index:05d}.png")
-            done += 1
-            if on_image is not None:
-                on_image(done, total)
-    return out_dir
+    return write_rendered(out_dir, CLASSES, total, seed, image_size, render_part, on_image)
 
 
 def _conveyor_belt(rng: np.random.Generator, canvas: int) -> np.ndarray:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from edgewise.studio.samples._split import ProgressHook, split_indices, write_png
+from edgewise.studio.samples._split import ProgressHook, write_rendered
 
 CLASSES = ["blank", "disc", "ring", "square", "triangle", "line", "cross", "zigzag"]
 DEFAULT_SIZE = 2400
@@ -81,14 +81,4 @@ def render_shape(label: str, rng: np.random.Generator, image_size: int) -> np.nd
 def write_shapes(out_dir: Path, *, size: int | None, seed: int, image_size: int,
                  on_image: ProgressHook | None = None) -> Path:
     total = DEFAULT_SIZE if size is None else size
-    labels = np.arange(total) % len(CLASSES)
-    done = 0
-    for split, indices in split_indices(labels, np.random.default_rng(seed)).items():
-        for index in indices:
-            label = CLASSES[int(labels[index])]
-            frame_rng = np.random.default_rng([seed, int(index)])
-            write_png(render_shape(label, frame_rng, image_size), out_dir / split / label / f"{index:05d}.png")
-            done += 1
-            if on_image is not None:
-                on_image(done, total)
-    return out_dir
+    return write_rendered(out_dir, CLASSES, total, seed, image_size, render_shape, on_image)
