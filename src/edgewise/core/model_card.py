@@ -18,7 +18,6 @@ the field's name until someone who knows the model fills it in.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -122,7 +121,3 @@ def card_from_dict(data: object, where: str = "the model card") -> ModelCard:
         return ModelCard.model_validate(data)
     except ValidationError as error:
         raise ConfigError(f"{where}: {describe_validation(error, first_only=True)}", "fix that field") from None
-
-
-def card_to_json(card: ModelCard) -> str:
-    return json.dumps(card.model_dump(mode="json"), sort_keys=True)

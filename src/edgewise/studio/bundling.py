@@ -206,20 +206,6 @@ def dataset_digest(data_dir: Path) -> str:
     return "sha256:" + sha256_bytes(listing.encode())
 
 
-def onnx_image_size(path: Path) -> int | None:
-    """The square input size of an NCHW ONNX model, when its input shape says it."""
-    import onnx
-
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as error:
-        raise InvalidBundle(f"{path} is not a readable ONNX model: {error}", "export the model to ONNX again") from None
-    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] if model.graph.input else []
-    if len(dims) == 4 and dims[2] > 0 and dims[2] == dims[3]:
-        return int(dims[2])
-    return None
-
-
 def _card_of_onnx(path: Path, options: BundleOptions) -> ModelCard:
     """The card beside the model or recorded in it, else one made of the options given one by one."""
     from edgewise.studio.cards import inspect_onnx, resolve_card
