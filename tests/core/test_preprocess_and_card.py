@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from edgewise.core.errors import ConfigError
+from edgewise.core.errors import ConfigError, ModelError
 from edgewise.core.manifest import InputSpec, Manifest
 from edgewise.core.model_card import card_from_dict
 from edgewise.core.preprocess import Preprocessor
@@ -57,3 +57,16 @@ def test_a_manifest_from_before_the_card_keeps_its_digest() -> None:
     manifest = Manifest.model_validate(old)
     assert "resize_mode" not in json.loads(manifest.canonical_bytes())["input"]  # the signed bytes are unchanged
     assert Manifest.model_validate(json.loads(manifest.canonical_bytes())).digest == manifest.digest
+
+
+def test_a_corrupt_image_is_named_in_one_line(tmp_path) -> None:
+    from edgewise.core.errors import DatasetError
+    from edgewise.core.preprocess import read_frame
+
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(DatasetError, match="cannot decode image .*broken.png") as caught:
+        read_frame(broken)
+    assert "\n" not in str(caught.value)
+    with pytest.raises(ModelError, match="HxWx3 uint8"):
+        Preprocessor(_spec()).fit(np.zeros((4, 4, 3), dtype=np.float32))
