@@ -129,3 +129,36 @@ def test_the_agent_process_never_imports_torch(tmp_path, make_machine, bundles) 
     assert done.returncode == 0, done.stderr[-2000:]
     assert "LOADED []" in done.stdout, done.stdout
     assert json.loads((data_dir / "status.json").read_text())["extra"]["frames"] == 5
+
+
+def test_detections_are_tracked_and_counted_across_a_line(tmp_path) -> None:
+    """The runner tracks detection results before the rules see them; without zone rules no tracker runs."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from edgewise.agent.config import ZoneSettings
+    from edgewise.agent.pipeline import Detection, Result
+
+    assert AgentRunner(AgentSettings(data_dir=tmp_path / "plain")).scene is None
+    settings = AgentSettings(
+        data_dir=tmp_path / "door", zones=[ZoneSettings(name="door", kind="line", points=[(0, 100), (200, 100)])],
+        rules=[RuleSettings(name="door-count", kind="line_cross", zone="door", labels=["person"])],
+    )
+    runner = AgentRunner(settings)
+    feet = iter(range(160, 40, -10))  # a person walking up the frame through the line
+
+    class WalkingPerson:  # stands in for a detection bundle's Pipeline
+        manifest = SimpleNamespace(name="people", version="1")
+
+        def run(self, frame: np.ndarray) -> Result:
+            y = next(feet)
+            return Result("detect", "person", 0.9, 1.0, detections=[Detection("person", 0.9, (90, y - 60, 110, y))])
+
+    runner._reload.clear()
+    runner.pipeline = WalkingPerson()
+    for _ in range(12):
+        runner.process(np.zeros((200, 200, 3), dtype=np.uint8))
+    events = runner.outbox.batch(100).events
+    assert [(e.type, e.priority, e.data["direction"], e.data["in"], e.data["track_id"]) for e in events] == [
+        ("line_cross", "event", "in", 1, 1)]

@@ -27,6 +27,7 @@ class Detection:
     label: str
     score: float
     box: tuple[float, float, float, float]  # x1, y1, x2, y2 in the source frame's pixels
+    track_id: int | None = None  # set by the tracker (agent/scene.py) when a confirmed track matched it
 
 
 @dataclass

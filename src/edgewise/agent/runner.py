@@ -27,6 +27,7 @@ from edgewise.agent.identity import IDENTITY_FILE, Identity, load_identity, writ
 from edgewise.agent.outbox import Outbox
 from edgewise.agent.pipeline import Pipeline
 from edgewise.agent.rules import RuleEngine
+from edgewise.agent.scene import Scene
 from edgewise.agent.shadow_slot import ShadowSlot
 from edgewise.agent.sources import create_source
 from edgewise.agent.sync import DesiredStateLoop, Uplink
@@ -91,7 +92,8 @@ class AgentRunner:
         self.stop = threading.Event()
         self.outbox = Outbox(self.data_dir / "outbox.sqlite3", settings.outbox.max_items, settings.outbox.max_bytes)
         self.telemetry = TelemetryCollector()
-        self.rules = RuleEngine(settings.rules)
+        self.scene = Scene.for_settings(settings)  # None: no rule needs tracking, so no tracker runs
+        self.rules = RuleEngine(settings.rules, self.scene)
         self.probe_frames: deque[np.ndarray] = deque(maxlen=8)
         self.pipeline: Pipeline | None = None
         self._reload = threading.Event()
@@ -253,7 +255,10 @@ class AgentRunner:
             return
         self.telemetry.record(result.latency_ms)
         manifest = self.pipeline.manifest
-        for event in self.rules.evaluate(result, frame, manifest.version, bundle_name=manifest.name):
+        now = time.time()
+        if self.scene is not None and result.task == "detect":
+            result = self.scene.observe(result, now)  # track ids on the detections; zones updated
+        for event in self.rules.evaluate(result, frame, manifest.version, now=now, bundle_name=manifest.name):
             self.outbox.append("event", event.priority, event.payload)
         candidate = self.shadow.observe(frame, result, self.settings.camera, manifest.version)
         if self.capture is not None:
