@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         if returned == INTERRUPTED:  # typer turns a KeyboardInterrupt into this return value, not a raise
             typer.echo("interrupted", err=True)
             return INTERRUPTED
+        if isinstance(returned, int) and returned:  # with standalone_mode=False, `typer.Exit(n)` arrives here
+            return returned
     except EdgewiseError as error:
         if debug:
             raise
