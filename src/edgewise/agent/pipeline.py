@@ -50,14 +50,19 @@ def decode_classification(output: np.ndarray, spec: OutputSpec, labels: list[str
 
 
 def decode_detection(outputs: np.ndarray | Sequence[np.ndarray], spec: OutputSpec, labels: list[str],
-                     input_size: tuple[int, int] = (1, 1), placement: Placement | None = None) -> list[Detection]:
+                     input_size: tuple[int, int] = (1, 1), placement: Placement | None = None,
+                     frame_size: tuple[int, int] | None = None) -> list[Detection]:
     """The detector's outputs (one array, or all of them for multi-output layouts) as detections,
-    best first; with `placement`, boxes in the source frame's pixels (letterbox or crop undone)."""
+    best first; with `placement`, boxes in the source frame's pixels (letterbox or crop undone),
+    clipped to `frame_size` (height, width) when given."""
     arrays = [outputs] if isinstance(outputs, np.ndarray) else list(outputs)
     found = decode_boxes(arrays, spec, labels, input_size)
     boxes = found.xyxy
     if placement is not None:
         boxes = np.array([placement.to_frame(box) for box in boxes]).reshape(-1, 4)
+    if frame_size is not None:
+        height, width = frame_size
+        boxes = np.clip(boxes, 0, [width, height, width, height])
     return [Detection(labels[int(c)], float(s), (float(b[0]), float(b[1]), float(b[2]), float(b[3])))
             for b, s, c in zip(boxes, found.scores, found.classes, strict=True)]
 
@@ -111,7 +116,7 @@ class Pipeline:
         output = outputs[0]
         if self.manifest.task == "detect" or spec.decode == "detection":
             size = (self.preprocess.height, self.preprocess.width)
-            detections = decode_detection(outputs, spec, labels, size, placement)
+            detections = decode_detection(outputs, spec, labels, size, placement, frame.shape[:2])
             best = detections[0] if detections else None
             return Result("detect", best.label if best else None, best.score if best else 0.0,
                           (time.perf_counter() - started) * 1000, detections=detections)

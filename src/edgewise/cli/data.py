@@ -13,17 +13,19 @@ data_app = typer.Typer(help="Sample datasets and dataset utilities.", no_args_is
 
 @data_app.command("sample")
 def sample(
-    name: str = typer.Argument(..., help="sample dataset: digits or parts"),
+    name: str = typer.Argument(..., help="sample dataset (see `edgewise data list`)"),
     out_dir: Path = typer.Argument(..., help="folder to write (train/ val/ test/ with one folder per class)"),
     size: int | None = typer.Option(None, "--size", help="number of images in all (default: the sample's own)"),
     seed: int = typer.Option(0, "--seed", help="random seed; the same seed writes the same files"),
-    image_size: int = typer.Option(32, "--image-size", help="side of the square images in pixels"),
+    image_size: int | None = typer.Option(
+        None, "--image-size", help="side of the square images in pixels (classification samples; default 32)"
+    ),
 ) -> None:
     """Write sample dataset NAME into DIR as PNG files."""
     from rich.progress import Progress
 
     from edgewise.studio.datasets import dataset_digest
-    from edgewise.studio.samples import write_sample
+    from edgewise.studio.samples import VIDEO_SAMPLES, write_sample
 
     with Progress(transient=True, console=_stderr_console()) as progress:
         task = progress.add_task(f"writing {name}", total=None)
@@ -35,8 +37,13 @@ def sample(
             image_size=image_size,
             on_image=lambda done, total: progress.update(task, completed=done, total=total),
         )
-    counts = {split: sum(1 for _ in (written / split).rglob("*.png")) for split in ("train", "val", "test")}
-    typer.echo(f"wrote {name} to {written}: " + ", ".join(f"{split} {n}" for split, n in counts.items()))
+    if name in VIDEO_SAMPLES:  # a video and its ground truth: no PNGs to count
+        from edgewise.studio.samples.traffic_video import summary
+
+        typer.echo(f"wrote {name} to {written}: {summary(written)}")
+    else:
+        counts = {split: sum(1 for _ in (written / split).rglob("*.png")) for split in ("train", "val", "test")}
+        typer.echo(f"wrote {name} to {written}: " + ", ".join(f"{split} {n}" for split, n in counts.items()))
     typer.echo(f"digest {dataset_digest(written)}")
 
 
@@ -54,7 +61,7 @@ def list_samples(as_json: bool = JSON_OUT) -> None:
     if as_json:
         return print_json([{"name": entry.name, "summary": entry.summary} for entry in SAMPLES])
     for entry in SAMPLES:
-        typer.echo(f"{entry.name:10s} {entry.summary}")
+        typer.echo(f"{entry.name:14s} {entry.summary}")
 
 
 @data_app.command("digest")

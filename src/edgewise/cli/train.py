@@ -12,11 +12,13 @@ from edgewise.core.validation import describe_validation
 
 
 def train_command(
-    data: Path | None = typer.Option(None, "--data", help="image folder with train/ val/ test/"),
-    arch: str = typer.Option("cnn-small", "--arch", help="zoo architecture (see --list-archs)"),
-    epochs: int = typer.Option(15, "--epochs"),
-    batch_size: int = typer.Option(64, "--batch-size"),
-    lr: float = typer.Option(3e-3, "--lr", help="learning rate"),
+    data: Path | None = typer.Option(None, "--data", help="image folder with train/ val/ test/, or a detection "
+                                     "dataset (train/annotations.json, COCO): then a detector is trained"),
+    arch: str | None = typer.Option(None, "--arch", help="zoo architecture (see --list-archs; default cnn-small, "
+                                    "detector-nano for detection data)"),
+    epochs: int | None = typer.Option(None, "--epochs", help="default 15 (detection 16)"),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="default 64 (detection 32)"),
+    lr: float | None = typer.Option(None, "--lr", help="learning rate (default 3e-3)"),
     optimizer: str = typer.Option("adamw", "--optimizer", help="sgd or adamw"),
     schedule: str = typer.Option("cosine", "--schedule", help="cosine, step or none"),
     weight_decay: float = typer.Option(1e-4, "--weight-decay"),
@@ -30,6 +32,9 @@ def train_command(
     freeze_stages: int | None = typer.Option(None, "--freeze-stages", help="freeze the first N backbone blocks"),
     backbone_lr_scale: float = typer.Option(1.0, "--backbone-lr-scale", help="backbone lr = --lr x this (e.g. 0.1)"),
     image_size: int = typer.Option(32, "--image-size"),
+    input_size: str | None = typer.Option(None, "--input-size", help="detection: HxW of the model input "
+                                          "(multiples of 32; default 192x256); frames are letterboxed to it"),
+    mosaic: float | None = typer.Option(None, "--mosaic", help="detection: share of mosaic samples (default 0.5)"),
     width: float = typer.Option(1.0, "--width", help="width multiplier of the architecture"),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
@@ -41,15 +46,23 @@ def train_command(
     """Train or fine-tune a zoo model on an image folder; writes OUT/best.pt, last.pt, metrics.json."""
     from pydantic import ValidationError
 
+    from edgewise.cli.detect import is_detection_data, train_detector_command
+    from edgewise.studio.detect.model import DETECTORS
     from edgewise.studio.train import TrainConfig, train
     from edgewise.studio.zoo import ARCHS
 
     if list_archs:
-        for entry in ARCHS:
+        for entry in [*ARCHS, *DETECTORS]:
             typer.echo(f"{entry.name:22s} {entry.summary}")
         return
     if data is None:
         raise ConfigError("--data is required", "pass --data DIR (write one with `edgewise data sample parts DIR`)")
+    if is_detection_data(data):
+        options = {"arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr, "augment": augment,
+                   "input_size": parse_size(input_size) if input_size else None, "mosaic": mosaic, "seed": seed,
+                   "num_threads": threads}
+        return train_detector_command(data, out, options, progress)
+    arch, epochs, batch_size, lr = arch or "cnn-small", epochs or 15, batch_size or 64, lr or 3e-3
     ARCHS.get(arch)  # an unknown architecture fails before any data is read
     try:
         config = TrainConfig(
@@ -75,8 +88,14 @@ def export_command(
     arch: str | None = typer.Option(None, "--arch", help="architecture of a plain state dict"),
     num_classes: int | None = typer.Option(None, "--num-classes", help="classes of a plain state dict"),
     image_size: int | None = typer.Option(None, "--image-size", help="input size (default: the checkpoint's)"),
+    form: str = typer.Option("nms", "--form", help="detectors: nms (NMS in the graph, for CPU/GPU runtimes) or "
+                             "raw (boxes and scores; NMS on the host, for Edge TPU / NPUs)"),
 ) -> None:
     """Export a checkpoint to a single ONNX file, verified against torch in ONNX Runtime."""
+    from edgewise.cli.detect import export_detector_command, is_detector_checkpoint
+
+    if is_detector_checkpoint(checkpoint):
+        return export_detector_command(checkpoint, out, form)
     from edgewise.studio.checkpoints import load_checkpoint
     from edgewise.studio.export import export_onnx
 
@@ -132,8 +151,13 @@ def evaluate_command(
                                      "beside it, or the one an edgewise export recorded)"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
-    """Accuracy, per-class precision/recall and the confusion matrix on one split."""
+    """Accuracy, per-class precision/recall and the confusion matrix on one split; for a detector,
+    COCO mAP@[.5:.95], mAP@.5, mAP@.75, AR@100 and per-class AP."""
+    from edgewise.cli.detect import evaluate_detector_command, is_detection_data
     from edgewise.studio.evaluate import evaluate
+
+    if is_detection_data(data):
+        return evaluate_detector_command(model, data, split, card, as_json)
 
     result = evaluate(model, data, split=split, image_size=image_size, arch=arch, card_path=card)
     if as_json:

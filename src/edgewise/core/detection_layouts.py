@@ -125,4 +125,5 @@ def decode_boxes(outputs: Sequence[np.ndarray], spec: OutputSpec, labels: list[s
         kept = nms(found.xyxy[index], found.scores[index], spec.nms_iou) if needs_nms else range(len(index))
         keep.extend(int(index[k]) for k in kept)
     keep.sort(key=lambda i: -found.scores[i])
+    keep = keep[: spec.max_detections] if spec.max_detections else keep
     return Boxes(found.xyxy[keep], found.scores[keep], found.classes[keep].astype(int))

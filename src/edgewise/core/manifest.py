@@ -119,11 +119,13 @@ class OutputSpec(Strict):
         default=None, description="how a detector's outputs are laid out (unset: rows); see core/detection_layouts.py")
     class_thresholds: dict[Label, float] | None = Field(
         default=None, max_length=1024, description="per-class score thresholds over score_threshold")
+    max_detections: int | None = Field(default=None, ge=1, le=10000,
+                                       description="the best N boxes per frame are kept (unset: all)")
 
     @model_serializer(mode="wrap")
     def _without_unset_additions(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
         data: dict[str, object] = handler(self)
-        for key in ("detection_layout", "class_thresholds"):
+        for key in ("detection_layout", "class_thresholds", "max_detections"):
             if data.get(key) is None:
                 data.pop(key, None)
         return data

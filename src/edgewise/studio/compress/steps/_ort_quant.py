@@ -100,8 +100,10 @@ def preprocess(source: Path, destination: Path) -> Path:
 
 def static_int8(
     source: Path, destination: Path, batches: list[np.ndarray], *, calibration: str, per_channel: bool,
-    percentile: float, exclude: list[str],
+    percentile: float, exclude: list[str], op_types: list[str] | None = None,
 ) -> Path:
+    """QDQ int8: uint8 activations, int8 weights; `op_types` limits what is quantized (None: all
+    ORT supports)."""
     input_name = onnx.load(str(source), load_external_data=False).graph.input[0].name
     extra = {"CalibPercentile": percentile} if calibration == "percentile" else {}
     try:
@@ -110,6 +112,7 @@ def static_int8(
             quant_format=QuantFormat.QDQ, per_channel=per_channel,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             calibrate_method=CALIBRATION_METHODS[calibration], nodes_to_exclude=exclude, extra_options=extra,
+            op_types_to_quantize=op_types,
         )
     except (ValueError, RuntimeError) as error:
         raise ModelError(f"static int8 quantization failed: {error}") from error

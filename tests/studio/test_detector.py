@@ -1,0 +1,122 @@
+"""The detection path in the studio: the traffic sample, training, export in both forms, bundling,
+and the agent serving the bundle with the studio's boxes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edgewise.core.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def traffic(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from edgewise.studio.samples import write_sample
+
+    return write_sample("traffic", tmp_path_factory.mktemp("data") / "traffic", size=60, seed=5)
+
+
+def test_the_traffic_sample_is_deterministic_annotated_and_split_by_clip(traffic: Path, tmp_path: Path) -> None:
+    from edgewise.studio.datasets import dataset_digest
+    from edgewise.studio.detect.formats.coco import read_native
+    from edgewise.studio.samples import write_sample
+
+    again = write_sample("traffic", tmp_path / "again", size=60, seed=5)
+    other = write_sample("traffic", tmp_path / "other", size=60, seed=6)
+    assert dataset_digest(again) == dataset_digest(traffic) != dataset_digest(other)
+    splits = read_native(traffic)
+    assert sum(len(s.images) for s in splits.values()) == 60
+    clips = {split: {image.sequence for image in data.images} for split, data in splits.items()}
+    assert not (clips["train"] & clips["val"]) and not (clips["train"] & clips["test"])
+    counts = [len(image.classes) for data in splits.values() for image in data.images]
+    assert max(counts) >= 10 and max(counts) <= 30
+    classes = {int(c) for data in splits.values() for image in data.images for c in image.classes}
+    assert classes == {0, 1, 2, 3}
+    for data in splits.values():
+        for image in data.images:
+            boxes = image.boxes
+            assert np.all(boxes[:, :2] >= 0)
+            assert np.all(boxes[:, 2] <= image.width) and np.all(boxes[:, 3] <= image.height)
+            assert np.all(boxes[:, 2:] - boxes[:, :2] >= 4)
+    sides = np.concatenate([d.images[i].boxes for d in splits.values() for i in range(len(d.images))])
+    widths = sides[:, 2] - sides[:, 0]
+    assert widths.min() <= 16 and widths.max() >= 90  # far motorbikes to near trucks
+
+
+def test_the_traffic_sample_refuses_an_image_size(tmp_path: Path) -> None:
+    from edgewise.studio.samples import write_sample
+
+    with pytest.raises(ConfigError, match="image-size does not apply"):
+        write_sample("traffic", tmp_path / "t", size=20, image_size=64)
+
+
+def _distinct_scores(model: torch.nn.Module) -> None:
+    """Random class biases: an untrained model then scores boxes unevenly (no ties), so the
+    exported NMS has real decisions to make."""
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for head in model.heads:
+            head.classes.bias.copy_(torch.randn(head.classes.bias.shape, generator=generator) * 1.5 - 1.0)
+
+
+@pytest.fixture(scope="module")
+def trained(traffic: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from edgewise.studio.detect.train import DetectTrainConfig, train_detector
+
+    config = DetectTrainConfig(epochs=1, batch_size=8, num_threads=2, warmup_steps=2)
+    return train_detector(config, traffic, tmp_path_factory.mktemp("det"), progress=False)
+
+
+def test_training_writes_a_checkpoint_and_coco_metrics(trained, traffic: Path) -> None:  # type: ignore[no-untyped-def]
+    from edgewise.studio.detect.train import load_detector
+
+    metrics = json.loads((trained.checkpoint_path.parent / "metrics.json").read_text())
+    assert set(metrics["val"]) >= {"map", "map50", "map75", "ar100", "per_class_ap"}
+    assert set(metrics["val"]["per_class_ap"]) == {"car", "van", "truck", "motorbike"}
+    model, arch, labels, spec, meta = load_detector(trained.checkpoint_path)
+    assert arch == "detector-nano" and labels == ["car", "van", "truck", "motorbike"]
+    assert spec.resize == [192, 256] and spec.resize_mode == "letterbox" and meta["task"] == "detect"
+
+
+def test_an_input_size_that_is_not_a_multiple_of_32_is_refused(traffic: Path, tmp_path: Path) -> None:
+    from edgewise.studio.detect.train import DetectTrainConfig, train_detector
+
+    with pytest.raises(ConfigError, match="multiple of 32"):
+        train_detector(DetectTrainConfig(input_size=(190, 256), epochs=1), traffic, tmp_path, progress=False)
+
+
+def test_both_export_forms_give_the_agent_the_same_boxes_in_frame_pixels(trained, traffic: Path,  # type: ignore[no-untyped-def]
+                                                                        tmp_path: Path) -> None:
+    import cv2
+
+    from edgewise.agent.pipeline import Pipeline
+    from edgewise.core.preprocess import read_frame
+    from edgewise.studio.bundling import BundleOptions, VariantSource, bundle_from_onnx
+    from edgewise.studio.detect.export import export_detector
+
+    model = trained.model
+    _distinct_scores(model)
+    frames = sorted((traffic / "val" / "images").glob("*.png"))[:4]
+    served = {}
+    for form in ("nms", "raw"):
+        export = export_detector(model, trained.spec, trained.labels, tmp_path / f"{form}.onnx", form=form,
+                                 check_frames=np.stack([read_frame(f) for f in frames]))
+        bundle = tmp_path / f"bundle-{form}"
+        manifest = bundle_from_onnx(bundle, [VariantSource("cpu-fp32", export.path)], BundleOptions("det", "1.0.0"))
+        assert manifest.task == "detect"
+        assert manifest.output.detection_layout == ("nms-rows" if form == "nms" else "rows")
+        pipeline = Pipeline.from_dir(bundle, ["cpu"], ["CPUExecutionProvider"], threads=1)
+        # A frame twice the size, with a different aspect: the letterbox must be undone.
+        served[form] = [pipeline.run(cv2.resize(read_frame(f), (640, 400))).detections for f in frames]
+    total = 0
+    for nms_found, raw_found in zip(served["nms"], served["raw"], strict=True):
+        assert len(nms_found) == len(raw_found)
+        for a, b in zip(nms_found, raw_found, strict=True):
+            assert a.label == b.label and np.allclose(a.box, b.box, atol=1.0) and abs(a.score - b.score) < 1e-3
+            assert 0 <= a.box[0] <= 640 and 0 <= a.box[1] <= 400
+        total += len(nms_found)
+    assert total > 0
