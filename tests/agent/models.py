@@ -105,6 +105,38 @@ def slow(path: Path, side: int = 512, depth: int = 8) -> Path:
     return _save(graph, path)
 
 
+def detector(path: Path, boxes: list[tuple[str, float, tuple[float, float, float, float]]]) -> Path:
+    """A detector that finds `boxes` (label, score, x1 y1 x2 y2 in model-input pixels) on every frame.
+
+    Its output is the `rows` layout (1, N, 4 + C): each box, then one score per label; the constant
+    plus zero times the input's mean, so ONNX Runtime really runs the graph."""
+    rows = np.zeros((1, len(boxes), 4 + len(LABELS)), dtype=np.float32)
+    for i, (label, score, box) in enumerate(boxes):
+        rows[0, i, :4] = box
+        rows[0, i, 4 + LABELS.index(label)] = score
+    nodes = [
+        helper.make_node("ReduceMean", ["input"], ["mean"], keepdims=0),
+        helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
+        helper.make_node("Add", ["rows", "nothing"], ["boxes"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "detector", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, SIDE, SIDE])],
+        [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, list(rows.shape))],
+        [numpy_helper.from_array(rows, "rows"), numpy_helper.from_array(np.asarray(0.0, dtype=np.float32), "zero")],
+    )
+    return _save(graph, path)
+
+
+def detector_manifest(version: str, name: str = "parts-detector") -> Manifest:
+    """A detector's card: stretch to SIDE x SIDE, so a box in input pixels is (frame side / SIDE) times it."""
+    return Manifest(
+        name=name, version=version, task="detect", labels=LABELS,
+        input=InputSpec(shape=[1, 3, SIDE, SIDE], resize=[SIDE, SIDE]),
+        output=OutputSpec(decode="detection", score_threshold=0.25, nms_iou=0.5),
+        variants=[Variant(name="cpu", file="model.onnx")],
+    )
+
+
 def manifest(version: str, name: str = "parts") -> Manifest:
     return Manifest(
         name=name, version=version, task="classify", labels=LABELS,
@@ -114,15 +146,17 @@ def manifest(version: str, name: str = "parts") -> Manifest:
     )
 
 
-def make_bundle(root: Path, version: str, model: Path, key: PrivateKey | None) -> tuple[Path, Manifest]:
-    """A signed (unless key is None) bundle directory under root/version."""
+def make_bundle(root: Path, version: str, model: Path, key: PrivateKey | None,
+                card: Manifest | None = None) -> tuple[Path, Manifest]:
+    """A signed (unless key is None) bundle directory under root/version; a classifier's card by default."""
     bundle_dir = root / f"bundle-{version}"
-    filled = create_bundle(bundle_dir, manifest(version), {"model.onnx": model})
+    filled = create_bundle(bundle_dir, card or manifest(version), {"model.onnx": model})
     if key is not None:
         sign_bundle(bundle_dir, key)
     return bundle_dir, filled
 
 
-def make_archive(root: Path, version: str, model: Path, key: PrivateKey | None) -> tuple[Path, Manifest]:
-    bundle_dir, filled = make_bundle(root, version, model, key)
+def make_archive(root: Path, version: str, model: Path, key: PrivateKey | None,
+                 card: Manifest | None = None) -> tuple[Path, Manifest]:
+    bundle_dir, filled = make_bundle(root, version, model, key, card)
     return pack_bundle(bundle_dir, root / f"bundle-{version}.tar"), filled

@@ -13,7 +13,7 @@ from edgewise.agent.capture import CaptureSpool, FrameCapture, NoveltyMemory, bl
 from edgewise.agent.config import CaptureSettings
 from edgewise.agent.pipeline import Detection, Result
 from edgewise.core.errors import ServiceUnavailable
-from edgewise.core.wire import IngestAck, IngestBatch
+from edgewise.core.wire import CapturedFrame, IngestAck, IngestBatch
 
 UNSURE = Result("classify", "ok", 0.3, 1.0)
 SURE = Result("classify", "ok", 0.99, 1.0)
@@ -145,3 +145,37 @@ def test_captured_frames_record_what_was_blurred(tmp_path: Path) -> None:
     record = cap.consider(frame, UNSURE)
     assert record is not None and record.blurred == ["ok"]
     assert np.array_equal(frame, noisy_frame(3))  # the caller's frame is untouched
+
+
+def test_a_detectors_frame_keeps_its_boxes_and_weak_boxes_make_it_low_confidence(tmp_path: Path) -> None:
+    cap = capture(tmp_path, low_confidence=0.5)
+    frame = noisy_frame(0, side=64)
+    sure = Detection("person", 0.9, (1.5, 2.0, 30.25, 40.0), track_id=7)
+    unsure = Detection("car", 0.35, (40.0, 10.0, 60.0, 30.0))
+    assert cap.consider(frame, Result("detect", "person", 0.9, 1.0, detections=[sure])) is None
+    assert cap.consider(frame, Result("detect", None, 0.0, 1.0)) is None  # found nothing: nothing unsure
+    record = cap.consider(frame, Result("detect", "person", 0.9, 1.0, detections=[unsure, sure]))
+    assert record is not None and record.reasons == ["low-confidence"]
+    [stored] = cap.spool.frames()
+    assert stored.frame_size == (64, 64)
+    assert [(d.label, d.score, d.box, d.track_id) for d in stored.detections] == [
+        ("person", 0.9, (1.5, 2.0, 30.25, 40.0), 7), ("car", 0.35, (40.0, 10.0, 60.0, 30.0), None)]
+
+
+def test_a_detector_candidate_disagrees_on_boxes_not_on_its_top_label(tmp_path: Path) -> None:
+    cap = capture(tmp_path, low_confidence=0.0)
+    frame = noisy_frame(0)
+    person = Detection("person", 0.9, (0.0, 0.0, 20.0, 20.0))
+    serving = Result("detect", "person", 0.9, 1.0, detections=[person])
+    same_top_extra_box = Result("detect", "person", 0.9, 1.0,
+                                detections=[person, Detection("car", 0.5, (30.0, 30.0, 40.0, 40.0))])
+    assert cap.consider(frame, serving, Result("detect", "person", 0.9, 1.0, detections=[person])) is None
+    record = cap.consider(frame, serving, same_top_extra_box)
+    assert record is not None and record.reasons == ["disagreement"]
+
+
+def test_classifier_captures_carry_no_boxes(tmp_path: Path) -> None:
+    record = capture(tmp_path).consider(noisy_frame(0), UNSURE)
+    assert record is not None and record.detections is None and record.frame_size is None
+    old = record.model_dump(mode="json", exclude={"detections", "frame_size"})  # from an agent before detectors
+    assert CapturedFrame.model_validate(old) == record

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from edgewise.agent.config import ShadowSettings, SourceSettings, parse_settings
-from edgewise.agent.pipeline import Pipeline, Result
+from edgewise.agent.pipeline import Detection, Pipeline, Result
 from edgewise.agent.shadow import ShadowEvaluator
 from edgewise.agent.sources import create_source
 from edgewise.core.errors import ConfigError, ModelError
+from edgewise.core.wire import ShadowReport
 from tests.agent import models
 
 
@@ -127,3 +128,46 @@ def test_a_failing_candidate_never_breaks_serving(pipelines) -> None:
 def test_bad_shadow_settings_are_refused_with_the_key_named(bad: dict, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="shadow"):
         parse_settings({"data_dir": str(tmp_path), "shadow": bad})
+
+
+class FixedCandidate:
+    """A stand-in candidate that returns the results it is given, in turn."""
+
+    def __init__(self, results: list[Result]) -> None:
+        self.results = iter(results)
+
+    def run(self, frame: np.ndarray) -> Result:
+        return next(self.results)
+
+
+def test_a_detector_pair_reports_mean_box_agreement_and_box_counts() -> None:
+    scratch = Detection("scratch", 0.9, (10.0, 10.0, 50.0, 50.0))
+    hole = Detection("hole", 0.8, (60.0, 10.0, 90.0, 40.0))
+    moved_scratch = Detection("scratch", 0.9, (30.0, 10.0, 70.0, 50.0))  # IoU 1/3 with `scratch`: no match
+    serving = Result("detect", "scratch", 0.9, 1.0, detections=[scratch, hole])
+    candidates = [
+        Result("detect", "scratch", 0.9, 1.0, detections=[scratch, hole]),  # 1.0
+        Result("detect", "scratch", 0.9, 1.0, detections=[moved_scratch, hole]),  # 0.5
+        Result("detect", "scratch", 0.9, 1.0, detections=[scratch]),  # 0.5
+        Result("detect", "scratch", 0.9, 1.0, detections=[scratch, hole]),  # 1.0
+    ]
+    settings = ShadowSettings(share=1.0, cpu_budget=1.0, burst_s=10.0, max_disagreement_samples=4)
+    evaluator = ShadowEvaluator(settings, FixedCandidate(candidates), "1", "2")
+    for _ in candidates:
+        evaluator.observe(np.zeros((48, 64, 3), np.uint8), serving)
+    [report] = evaluator.report()
+    assert report.top1_agreement == pytest.approx(0.75)
+    assert (report.boxes_matched, report.boxes_candidate_only, report.boxes_serving_only) == (6, 1, 2)
+    assert len(report.disagreements) == 2  # the two frames below 1.0
+    assert report.serving_detections == 2.0 and report.detection_count_shift == pytest.approx(-0.25)
+
+
+def test_a_classifier_pair_reports_no_box_counts_and_old_reports_stay_valid(pipelines) -> None:
+    evaluator = ShadowEvaluator(ShadowSettings(share=1.0, burst_s=10.0), pipelines["same"], "1", "1b")
+    run(evaluator, pipelines["serving"], frames(4))
+    [report] = evaluator.report()
+    assert (report.boxes_matched, report.boxes_candidate_only, report.boxes_serving_only) == (None, None, None)
+    old = report.model_dump(mode="json")
+    for added in ("boxes_matched", "boxes_candidate_only", "boxes_serving_only"):
+        del old[added]  # a report from an agent before detectors
+    assert ShadowReport.model_validate(old) == report

@@ -42,6 +42,15 @@ def test_judge_names_every_failed_bound_and_waits_for_evidence() -> None:
     assert judge(criteria, Evidence(), ["a"]).decision == "wait"
 
 
+def test_a_detectors_box_agreement_is_judged_like_any_agreement() -> None:
+    sent = {**report(0.6).model_dump(mode="json"), "boxes_matched": 60, "boxes_candidate_only": 10,
+            "boxes_serving_only": 30}
+    detector = ShadowReport.model_validate(sent)  # as ingest files it
+    verdict = judge(QualityCriteria.model_validate(CRITERIA), pool({"a": [detector]}), ["a"])
+    assert verdict.decision == "rollback" and verdict.failed == ["agreement 0.6 < 0.8"]
+    assert (detector.boxes_matched, detector.boxes_serving_only) == (60, 30)
+
+
 def shadow_event(seq: int, shadow: ShadowReport) -> dict[str, Any]:
     return {"seq": seq, "ts": time.time(), "type": SHADOW_EVENT_TYPE, "priority": "event",
             "data": shadow.model_dump(mode="json")}

@@ -1,4 +1,4 @@
-"""Captured frames -> image-folder dataset -> `edgewise train --init`: the data loop closes."""
+"""Captured frames -> image-folder (or, from a detector, COCO) dataset -> `edgewise train --init`: the loop closes."""
 
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ import pytest
 
 from edgewise.agent.capture import CaptureSpool, FrameCapture
 from edgewise.agent.config import CaptureSettings, SourceSettings
-from edgewise.agent.pipeline import Pipeline
+from edgewise.agent.pipeline import Detection, Pipeline, Result
 from edgewise.agent.sources import create_source
 from edgewise.core.errors import ConfigError, DatasetError
 from edgewise.core.wire import CapturedFrame
 from edgewise.studio.capture_export import UNLABELLED, export_dataset, fetch_from_server, read_spool
+from edgewise.studio.detect.annotations import AnnotatedImage, DetectionSet
+from edgewise.studio.detect.formats import read_native
 from tests.agent import models
 from tests.studio.conftest import TrainedRun
 from tests.studio.test_cli_studio import assert_one_line_error, edgewise
@@ -124,3 +126,69 @@ def test_cli_refuses_bad_input(tmp_path: Path) -> None:
     (tmp_path / "capture.sqlite3").write_text("not sqlite at all, just text" * 10)
     assert_one_line_error(edgewise("capture", "export", "--from", tmp_path, "--out", tmp_path / "y"),
                           "not a capture spool")
+
+
+class FixedDetector:
+    """Stands in for a detector Pipeline: the same boxes (source frame pixels) on every frame."""
+
+    DETECTIONS = [Detection("person", 0.9, (10.5, 20.0, 60.0, 100.0), track_id=3),
+                  Detection("car", 0.4, (100.0, 30.0, 190.0, 90.0))]
+
+    def run(self, frame: np.ndarray) -> Result:
+        return Result("detect", "person", 0.9, 1.0, detections=list(self.DETECTIONS))
+
+
+def detector_spool(root: Path, count: int = 10, max_side: int = 640) -> Path:
+    """An agent data dir whose spool holds `count` 200 x 120 frames the FixedDetector saw."""
+    settings = CaptureSettings(enabled=True, low_confidence=1.0, novelty=2.0, max_side=max_side)
+    capture = FrameCapture(CaptureSpool(root / "capture.sqlite3", settings), settings, device_id="dev-9")
+    for frame in create_source(SourceSettings(frames=count, width=200, height=120)).frames():
+        assert capture.consider(frame, FixedDetector().run(frame), bundle_name="people", bundle_version="2.0.0")
+    capture.spool.close()
+    return root
+
+
+def boxes_by_label(dataset: DetectionSet, image: AnnotatedImage) -> dict[str, list[float]]:
+    return {dataset.labels[c]: box for c, box in zip(image.classes, image.boxes.tolist(), strict=True)}
+
+
+def test_a_detectors_captures_round_trip_to_a_detection_dataset(tmp_path: Path) -> None:
+    spool = detector_spool(tmp_path / "agent")
+    result = edgewise("capture", "export", "--from", spool, "--out", tmp_path / "data")
+    assert result.returncode == 0, result.stderr
+    splits = read_native(tmp_path / "data")
+    assert {split: len(d.images) for split, d in splits.items()} == {"train": 6, "val": 2, "test": 2}
+    expected = {d.label: list(d.box) for d in FixedDetector.DETECTIONS}
+    for dataset in splits.values():
+        assert dataset.labels == ["car", "person"]
+        for image in dataset.images:
+            assert (image.width, image.height) == (200, 120) and dataset.path_of(image).is_file()
+            assert boxes_by_label(dataset, image) == {k: pytest.approx(v) for k, v in expected.items()}
+    summary = json.loads((tmp_path / "data" / "export.json").read_text())
+    assert summary["task"] == "detect" and summary["counts"]["val"] == {"car": 2, "person": 2}
+    index = [json.loads(line) for line in (tmp_path / "data" / "captures.jsonl").read_text().splitlines()]
+    assert index[0]["detections"][0]["score"] == 0.9 and index[0]["detections"][0]["track_id"] == 3
+
+
+def test_detection_export_scales_boxes_to_the_stored_image_and_filters_by_score(tmp_path: Path) -> None:
+    frames = read_spool(detector_spool(tmp_path / "agent", count=5, max_side=100))  # stored at 100 x 60
+    summary = export_dataset(frames, tmp_path / "data", min_confidence=0.5)
+    assert summary.task == "detect" and summary.images == {"train": 3, "val": 1, "test": 1}
+    [image] = read_native(tmp_path / "data")["val"].images
+    assert (image.width, image.height) == (100, 60)
+    assert read_native(tmp_path / "data")["val"].labels == ["person"]  # the car at 0.4 is under 0.5
+    assert image.boxes.tolist() == [pytest.approx([5.25, 10.0, 30.0, 50.0])]
+    unlabelled = export_dataset(frames, tmp_path / "bare", labels="unlabelled")
+    assert unlabelled.counts == {"train": {}, "val": {}, "test": {}} and unlabelled.written == 5
+
+
+def test_detector_and_classifier_captures_are_exported_one_kind_at_a_time(tmp_path: Path) -> None:
+    detected = read_spool(detector_spool(tmp_path / "agent", count=4))
+    classified = [fake_frame(i, "ok") for i in range(6)]
+    with pytest.raises(DatasetError, match="4 of the 10 captured frames are a detector's"):
+        export_dataset(detected + classified, tmp_path / "mixed")
+    assert export_dataset(detected + classified, tmp_path / "d", task="detect").left_out == 6
+    summary = export_dataset(detected + classified, tmp_path / "c", task="classify")
+    assert summary.task == "classify" and summary.left_out == 4 and summary.written == 6
+    with pytest.raises(DatasetError, match="only 2 captured frames of a detector"):
+        export_dataset(detected[:2], tmp_path / "few")

@@ -2,15 +2,18 @@
 
 A frame is selected for one or more reasons:
 
-    low-confidence  the serving model's top score is below `low_confidence`
-    disagreement    the shadow candidate (agent/shadow.py) chose another top-1 label
+    low-confidence  the serving model's top score is below `low_confidence`; for a detector, its
+                    weakest box's score (a frame where it found nothing is not low-confidence)
+    disagreement    the shadow candidate (agent/shadow.py) does not fully agree (agent/agreement.py):
+                    another top-1 label, or for a detector a box that one model found and the other not
     novelty         its colour histogram is far (Hellinger distance > `novelty`) from every one
                     of the last `novelty_memory` frames seen: a scene the camera has not shown lately
 
 Selected frames are downscaled, optionally blurred where classes in `blur_labels` were found (the
 detection boxes; for a classifier the whole frame, since the class is a property of all of it),
-JPEG-encoded, tagged with device, camera, bundle and reasons, and written to a SQLite spool beside
-the outbox, so they survive restarts and offline hours.
+JPEG-encoded, tagged with device, camera, bundle and reasons (and a detector's boxes, in the source
+frame's pixels, with that frame's size), and written to a SQLite spool beside the outbox, so they
+survive restarts and offline hours.
 
 Budgets count encoded image bytes and are enforced exactly:
 - storage: the spool never holds more than `storage_bytes`; a frame that does not fit is dropped
@@ -34,10 +37,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgewise.agent.agreement import compare
 from edgewise.agent.config import CaptureSettings
 from edgewise.agent.pipeline import Result
 from edgewise.core.errors import EdgewiseError
-from edgewise.core.wire import CapturedFrame, CaptureReason, IngestAck, IngestBatch
+from edgewise.core.wire import (
+    MAX_CAPTURE_DETECTIONS,
+    CapturedDetection,
+    CapturedFrame,
+    CaptureReason,
+    IngestAck,
+    IngestBatch,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS frames (
@@ -98,6 +109,21 @@ def blur_regions(frame: np.ndarray, result: Result, labels: list[str]) -> list[s
         frame[:] = _blur(frame)
         blurred.add(result.label)
     return sorted(blurred)
+
+
+def confidence(result: Result) -> float | None:
+    """The score low-confidence looks at: a classifier's top one, a detector's weakest box (None: no box)."""
+    if result.task == "detect":
+        return min((d.score for d in result.detections), default=None)
+    return result.score
+
+
+def captured_detections(result: Result) -> list[CapturedDetection] | None:
+    """A detector's boxes, best first (at most MAX_CAPTURE_DETECTIONS); None for a classifier."""
+    if result.task != "detect":
+        return None
+    best = sorted(result.detections, key=lambda d: -d.score)[:MAX_CAPTURE_DETECTIONS]
+    return [CapturedDetection(label=d.label, score=d.score, box=d.box, track_id=d.track_id) for d in best]
 
 
 def _blur(region: np.ndarray) -> np.ndarray:
@@ -218,9 +244,10 @@ class FrameCapture:
                 candidate: Result | None) -> tuple[list[CaptureReason], float]:
         s = self.settings
         reasons: list[CaptureReason] = []
-        if serving.score < s.low_confidence:
+        score = confidence(serving)
+        if score is not None and score < s.low_confidence:
             reasons.append("low-confidence")
-        if s.disagreement and candidate is not None and candidate.label != serving.label:
+        if s.disagreement and candidate is not None and compare(serving, candidate).value < 1.0:
             reasons.append("disagreement")
         novelty = self.novelty.score(frame)
         if novelty > s.novelty:
@@ -237,11 +264,14 @@ class FrameCapture:
         image = frame.copy()  # the caller's frame may still be in use; blur a copy
         blurred = blur_regions(image, serving, self.settings.blur_labels)
         jpeg = encode_jpeg(image, self.settings.max_side, self.settings.jpeg_quality)
+        detections = captured_detections(serving)
+        height, width = frame.shape[:2]
         record = CapturedFrame(
             capture_id=uuid.uuid4().hex, ts=time.time(), camera=camera, device_id=self.device_id,
             bundle_name=bundle_name, bundle_version=bundle_version, reasons=reasons, label=serving.label,
             score=serving.score, candidate_label=candidate.label if candidate else None,
-            candidate_score=candidate.score if candidate else None, novelty=novelty, blurred=blurred, jpeg_b64="",
+            candidate_score=candidate.score if candidate else None, novelty=novelty, blurred=blurred,
+            detections=detections, frame_size=(width, height) if detections is not None else None, jpeg_b64="",
         )
         return record if self.spool.add(record, jpeg) else None
 

@@ -3,9 +3,11 @@
 On a configurable share of frames the candidate sees the same frame as the serving model, within a
 CPU budget (a token bucket: `cpu_budget` seconds of candidate inference accrue per wall second, at
 most `burst_s` saved up; a sampled frame that finds the bucket empty is skipped and counted). Per
-camera the evaluator accumulates top-1 agreement, confidence and detection-count shift, the latency
-of each model and the share of frames each would alarm on, plus a budgeted sample of frames where
-the two disagree. `report()` closes the window and returns one `ShadowReport` per camera.
+camera the evaluator accumulates agreement (agent/agreement.py: the top-1 label of a classifier, the
+matched boxes of a detector, with the counts of boxes only one model found), confidence and
+detection-count shift, the latency of each model and the share of frames each would alarm on, plus a
+budgeted sample of frames where the two disagree (agreement below 1). `report()` closes the window
+and returns one `ShadowReport` per camera.
 
 Sampling is deterministic (an accumulator, not a coin): with share 0.25 exactly every 4th frame is
 shadowed, so a report's frame count is predictable and tests can pin it.
@@ -21,6 +23,7 @@ from typing import Protocol
 
 import numpy as np
 
+from edgewise.agent.agreement import BoxMatch, compare
 from edgewise.agent.capture import encode_jpeg
 from edgewise.agent.config import ShadowSettings
 from edgewise.agent.pipeline import Result
@@ -40,7 +43,8 @@ class _CameraWindow:
     frames_seen: int = 0
     skipped_for_budget: int = 0
     errors: int = 0
-    agree: int = 0
+    agreement_sum: float = 0.0
+    boxes: BoxMatch | None = None  # summed over the window's detector frames
     serving_scores: list[float] = field(default_factory=list)
     candidate_scores: list[float] = field(default_factory=list)
     serving_counts: list[int] = field(default_factory=list)
@@ -117,8 +121,10 @@ class ShadowEvaluator:
         return candidate
 
     def _record(self, window: _CameraWindow, frame: np.ndarray, serving: Result, candidate: Result) -> None:
-        agree = serving.label == candidate.label
-        window.agree += agree
+        agreement = compare(serving, candidate)
+        window.agreement_sum += agreement.value
+        if agreement.boxes is not None:
+            window.boxes = _add(window.boxes, agreement.boxes)
         window.serving_scores.append(serving.score)
         window.candidate_scores.append(candidate.score)
         window.serving_counts.append(len(serving.detections))
@@ -127,7 +133,7 @@ class ShadowEvaluator:
         window.candidate_latency.append(candidate.latency_ms)
         window.serving_alarms += self._is_alarm(serving)
         window.candidate_alarms += self._is_alarm(candidate)
-        if not agree and len(window.samples) < self.settings.max_disagreement_samples:
+        if agreement.value < 1.0 and len(window.samples) < self.settings.max_disagreement_samples:
             window.samples.append(DisagreementSample(
                 ts=time.time(), serving_label=serving.label, serving_score=serving.score,
                 candidate_label=candidate.label, candidate_score=candidate.score,
@@ -150,15 +156,19 @@ class ShadowEvaluator:
         elapsed = max(now - w.started, 0.0)
         serving_conf, candidate_conf = _mean(w.serving_scores), _mean(w.candidate_scores)
         serving_dets, candidate_dets = _mean(w.serving_counts), _mean(w.candidate_counts)
+        boxes = w.boxes
         return ShadowReport(
             camera=camera, serving_version=self.serving_version, candidate_version=self.candidate_version,
             candidate_digest=self.candidate_digest, window_s=elapsed, frames_seen=w.frames_seen,
             frames_shadowed=shadowed, skipped_for_budget=w.skipped_for_budget,
-            top1_agreement=w.agree / shadowed if shadowed else None,
+            top1_agreement=w.agreement_sum / shadowed if shadowed else None,
             serving_confidence=serving_conf, candidate_confidence=candidate_conf,
             confidence_shift=_shift(candidate_conf, serving_conf),
             serving_detections=serving_dets, candidate_detections=candidate_dets,
             detection_count_shift=_shift(candidate_dets, serving_dets),
+            boxes_matched=boxes.matched if boxes else None,
+            boxes_candidate_only=boxes.candidate_only if boxes else None,
+            boxes_serving_only=boxes.serving_only if boxes else None,
             serving_latency_p50_ms=_percentile(w.serving_latency, 50),
             serving_latency_p95_ms=_percentile(w.serving_latency, 95),
             candidate_latency_p50_ms=_percentile(w.candidate_latency, 50),
@@ -172,3 +182,10 @@ class ShadowEvaluator:
 
 def _shift(candidate: float | None, serving: float | None) -> float | None:
     return None if candidate is None or serving is None else candidate - serving
+
+
+def _add(total: BoxMatch | None, frame: BoxMatch) -> BoxMatch:
+    if total is None:
+        return frame
+    return BoxMatch(total.matched + frame.matched, total.candidate_only + frame.candidate_only,
+                    total.serving_only + frame.serving_only)

@@ -65,6 +65,7 @@ def request_signing_bytes(method: str, path_with_query: str, timestamp: str, non
 MAX_BATCH_EVENTS = 1000
 MAX_BATCH_TELEMETRY = 1000
 MAX_BATCH_CAPTURES = 64
+MAX_CAPTURE_DETECTIONS = 256  # boxes kept with a captured frame (the best ones)
 MAX_IMAGE_B64 = 2 << 20  # a snapshot or captured frame, base64: 2 MiB of text, about 1.5 MB of JPEG
 MAX_EVENT_DATA_BYTES = 3 << 20  # an event's `data` as JSON (a shadow report carries up to a few frames)
 MAX_EXTRA_BYTES = 16 << 10  # a reported state's `extra`
@@ -267,13 +268,19 @@ class ShadowReport(Wire):
     frames_seen: int = Field(ge=0, description="frames the serving model ran on in the window")
     frames_shadowed: int = Field(ge=0, description="frames both models ran on")
     skipped_for_budget: int = Field(0, ge=0, description="sampled frames skipped to stay within the CPU budget")
-    top1_agreement: float | None = Field(None, ge=0, le=1)
+    top1_agreement: float | None = Field(None, ge=0, le=1, description="mean per-frame agreement: top-1 label "
+                                         "(classifiers) or matched boxes / max(boxes of either) (detectors)")
     serving_confidence: float | None = None
     candidate_confidence: float | None = None
     confidence_shift: float | None = Field(None, description="mean candidate top score minus mean serving top score")
     serving_detections: float | None = None
     candidate_detections: float | None = None
     detection_count_shift: float | None = None
+    # Detectors only (None for classifiers; added after the first schema, so optional): over the window,
+    # boxes matched (same label, IoU >= 0.5), and boxes only one model found.
+    boxes_matched: Count | None = None
+    boxes_candidate_only: Count | None = None
+    boxes_serving_only: Count | None = None
     serving_latency_p50_ms: float | None = None
     serving_latency_p95_ms: float | None = None
     candidate_latency_p50_ms: float | None = None
@@ -282,6 +289,15 @@ class ShadowReport(Wire):
     candidate_alarm_rate: float | None = Field(None, ge=0, le=1)
     cpu_share: float = Field(0.0, ge=0, description="candidate inference seconds per wall-clock second")
     disagreements: list[DisagreementSample] = Field(default_factory=list, max_length=64)
+
+
+class CapturedDetection(Wire):
+    """A box the serving detector found on a captured frame: a pseudo-label for a human to review."""
+
+    label: Name
+    score: Measure
+    box: tuple[Measure, Measure, Measure, Measure] = Field(description="x1, y1, x2, y2 in the source frame's pixels")
+    track_id: Count | None = None
 
 
 class CapturedFrame(Wire):
@@ -300,13 +316,19 @@ class CapturedFrame(Wire):
     candidate_score: Measure | None = None
     novelty: Measure | None = None
     blurred: list[Name] = Field(default_factory=list, max_length=256, description="classes whose regions were blurred")
+    # Detectors only (None for classifiers; added after the first schema, so optional).
+    detections: list[CapturedDetection] | None = Field(
+        None, max_length=MAX_CAPTURE_DETECTIONS, description="the serving detector's boxes, best first")
+    frame_size: tuple[Count, Count] | None = Field(
+        None, description="width, height of the source frame the boxes are in (the JPEG may be downscaled)")
     jpeg_b64: ImageB64
 
 
 class QualityCriteria(Wire):
     """Model signals a canary must meet before promotion; any unmet bound rolls the deployment back."""
 
-    min_agreement: float | None = Field(None, ge=0, le=1, description="top-1 agreement with the old model")
+    min_agreement: float | None = Field(None, ge=0, le=1, description="agreement with the old model (top-1 "
+                                        "label, or for detectors matched boxes; ShadowReport.top1_agreement)")
     max_latency_p95_ms: float | None = Field(None, gt=0, description="candidate p95 latency on the device")
     max_latency_ratio: float | None = Field(None, gt=0, description="candidate p95 / serving p95 on the same frames")
     min_fps: float | None = Field(None, gt=0, description="1000 / candidate p50 latency: what it alone could serve")
