@@ -1,6 +1,7 @@
-"""Dashboard pages: overview, devices, one device (state, telemetry charts, events with snapshots),
-deployments (live progress), one deployment, bundles. Operators sign in with their token, which is
-kept in an HttpOnly, SameSite=Strict cookie; every page needs the `read` scope."""
+"""Dashboard pages: overview, devices, one device (state, telemetry charts, events per class, line
+crossings, events with snapshots), deployments (live progress), one deployment, bundles. Operators
+sign in with their token, which is kept in an HttpOnly, SameSite=Strict cookie; every page needs
+the `read` scope. The events page is in `event_views.py`, shadow and captures in `quality_views.py`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -24,6 +25,8 @@ from edgewise.fleet.api.devices import device_out
 from edgewise.fleet.auth import DASHBOARD_COOKIE, bearer_token, operator_from_token
 from edgewise.fleet.context import ServerContext, context_of
 from edgewise.fleet.dashboard.charts import line_chart
+from edgewise.fleet.dashboard.counts_section import counts_section
+from edgewise.fleet.dashboard.time_window import DEFAULT_RANGE, RangeKey, window_for
 from edgewise.fleet.db.models import Bundle, Deployment, Device, Event, Telemetry
 from edgewise.fleet.errors import NotFound
 from edgewise.fleet.rollouts.operator_actions import progress
@@ -120,7 +123,8 @@ def devices_page(request: Request, ctx: ServerContext) -> Response:
 
 @router.get("/devices/{device_id}", response_class=HTMLResponse)
 @signed_in_page
-def device_page(device_id: str, request: Request, ctx: ServerContext) -> Response:
+def device_page(device_id: str, request: Request, ctx: ServerContext,
+                range_key: RangeKey = Query(DEFAULT_RANGE, alias="range")) -> Response:
     with ctx.db.session(write=False) as session:
         device = session.get(Device, device_id)
         if device is None:
@@ -130,12 +134,13 @@ def device_page(device_id: str, request: Request, ctx: ServerContext) -> Respons
                                                   .order_by(Telemetry.ts.desc()).limit(300)).all()))
         events = session.scalars(select(Event).where(Event.device_id == device_id).order_by(Event.id.desc())
                                  .limit(30)).all()
+        counts = counts_section(session, window_for(range_key), device_id, f"/ui/devices/{device_id}", {})
     times = [t.ts for t in telemetry]
     charts = [line_chart(title, unit, times, [getattr(t, column) for t in telemetry])
               for title, unit, column in (("fps", "", "fps"), ("latency p50", "ms", "latency_p50_ms"),
                                           ("latency p95", "ms", "latency_p95_ms"), ("CPU", "%", "cpu_percent"),
                                           ("memory", "MB", "memory_mb"), ("temperature", "°C", "temperature_c"))]
-    return _page(request, "device.html", device=shown, charts=charts, events=events)
+    return _page(request, "device.html", device=shown, charts=charts, events=events, section=counts)
 
 
 @router.get("/deployments", response_class=HTMLResponse)
@@ -165,9 +170,12 @@ def bundles_page(request: Request, ctx: ServerContext) -> Response:
 
 
 def mount_dashboard(app: FastAPI) -> None:
+    # Imported here: these modules build on this one's sign-in and page helpers.
+    from edgewise.fleet.dashboard.event_views import router as event_router
     from edgewise.fleet.dashboard.quality_views import router as quality_router
 
     app.include_router(router)
     app.include_router(quality_router)
+    app.include_router(event_router)
     app.mount("/ui/static", StaticFiles(directory=str(HERE / "static")), name="dashboard-static")
 
