@@ -120,3 +120,41 @@ def test_both_export_forms_give_the_agent_the_same_boxes_in_frame_pixels(trained
             assert 0 <= a.box[0] <= 640 and 0 <= a.box[1] <= 400
         total += len(nms_found)
     assert total > 0
+
+
+def test_training_refuses_broken_annotations_unless_told(traffic: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from edgewise.core.errors import DatasetError
+    from edgewise.studio.detect.train import DetectTrainConfig, train_detector
+
+    broken = tmp_path / "broken"
+    shutil.copytree(traffic, broken)
+    annotations = broken / "train" / "annotations.json"
+    document = json.loads(annotations.read_text())
+    document["annotations"][0]["bbox"] = [250.0, 10.0, 40.0, 20.0]  # runs 34 px off a 256 px frame
+    annotations.write_text(json.dumps(document))
+    with pytest.raises(DatasetError, match="box_outside_image 1") as refused:
+        train_detector(DetectTrainConfig(epochs=1), broken, tmp_path / "out", progress=False)
+    assert "--allow-bad-annotations" in (refused.value.fix or "")
+    config = DetectTrainConfig(epochs=1, batch_size=8, num_threads=2, allow_bad_annotations=True)
+    assert train_detector(config, broken, tmp_path / "out", progress=False).checkpoint_path.is_file()
+
+
+def test_compress_writes_a_measured_int8_variant_with_nms_and_a_raw_one_for_coral(trained, traffic: Path,  # type: ignore[no-untyped-def]
+                                                                                tmp_path: Path) -> None:
+    from edgewise.core.model_card import card_beside, load_card
+    from edgewise.studio.detect.compress_run import compress_detector
+
+    reports = compress_detector(trained.checkpoint_path, traffic, "x86-host", "balanced", tmp_path / "cpu",
+                                latency_runs=5, progress=False)
+    assert [r.name for r in reports] == ["fp32", "balanced-int8"]
+    fp32, int8 = reports
+    assert int8.size_bytes * 2 < fp32.size_bytes  # int8 weights, compacted names
+    assert fp32.form == int8.form == "nms" and int8.val_map >= 0 and int8.host_latency_ms > 0
+    assert load_card(card_beside(Path(int8.path))).output.detection_layout == "nms-rows"
+    report = json.loads((tmp_path / "cpu" / "report.json").read_text())
+    assert [v["name"] for v in report["variants"]] == ["fp32", "balanced-int8"]
+    coral = compress_detector(trained.checkpoint_path, traffic, "coral-usb", "fp32", tmp_path / "coral",
+                              latency_runs=5, progress=False)
+    assert coral[0].form == "raw"  # the Edge TPU has no NMS: the host runs it

@@ -41,10 +41,19 @@ def compress(
         for recipe_entry in builtin_recipes().values():
             steps = " -> ".join(spec.step for spec in recipe_entry.steps)
             typer.echo(f"{recipe_entry.name:<16} {steps:<34} {recipe_entry.description}")
+        from edgewise.studio.detect.compress_run import DETECTION_RECIPES
+
+        typer.echo("\nfor detectors (a detector checkpoint picks these):")
+        for name, summary in DETECTION_RECIPES.items():
+            typer.echo(f"{name:<16} {summary}")
         return
     if model is None or data is None:
         raise ConfigError("compress needs MODEL and --data", "e.g. `edgewise compress best.pt --data data/parts "
                           "--target rpi4 --recipe balanced --out out/`")
+    from edgewise.cli.detect import compress_detector_command, is_detector_checkpoint
+
+    if model.suffix == ".pt" and is_detector_checkpoint(model):
+        return compress_detector_command(model, data, target, recipe, out, max_drop, latency_runs)
     chosen = load_recipe(recipe)
     if max_drop is not None:
         chosen = _with_max_drop(chosen, max_drop)

@@ -95,3 +95,23 @@ def evaluate_detector_command(model: Path, data: Path, split: str, card_path: Pa
         detector, _, _, spec, _ = load_detector(model)
         metrics = evaluate_fitted(detector, FittedFrames(splits[split], spec))
     print_detection_metrics(metrics, split, as_json)
+
+
+def compress_detector_command(checkpoint: Path, data: Path, target: str, recipe: str, out: Path,
+                              max_drop: float | None, latency_runs: int) -> None:
+    from edgewise.studio.detect.compress_run import compress_detector
+
+    reports = compress_detector(checkpoint, data, target, recipe, out, max_drop=max_drop, latency_runs=latency_runs)
+    reference = reports[0]
+    typer.echo(f"{'variant':<16} {'form':<5} {'size KiB':>9} {'x smaller':>9} {'val mAP':>8} {'test mAP':>8} "
+               f"{'mAP@.5':>7} {'latency ms':>10}")
+    for report in reports:
+        test = f"{report.test_map:8.4f}" if report.test_map is not None else f"{'-':>8}"
+        test50 = f"{report.test_map50:7.4f}" if report.test_map50 is not None else f"{'-':>7}"
+        typer.echo(f"{report.name:<16} {report.form:<5} {report.size_bytes / 1024:9.1f} "
+                   f"{reference.size_bytes / report.size_bytes:9.2f} {report.val_map:8.4f} {test} {test50} "
+                   f"{report.host_latency_ms:10.2f}")
+        for note in report.notes:
+            typer.echo(f"  {note}")
+    typer.echo(f"variants in {out / 'steps'}; report {out / 'report.json'}; bundle one with "
+               f"`edgewise bundle create --onnx {out}/steps/02-{recipe}-int8/model.onnx ...`")

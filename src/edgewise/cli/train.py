@@ -35,6 +35,8 @@ def train_command(
     input_size: str | None = typer.Option(None, "--input-size", help="detection: HxW of the model input "
                                           "(multiples of 32; default 192x256); frames are letterboxed to it"),
     mosaic: float | None = typer.Option(None, "--mosaic", help="detection: share of mosaic samples (default 0.5)"),
+    allow_bad_annotations: bool = typer.Option(False, "--allow-bad-annotations",
+                                               help="detection: train although `edgewise data check` finds problems"),
     width: float = typer.Option(1.0, "--width", help="width multiplier of the architecture"),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
@@ -60,7 +62,7 @@ def train_command(
     if is_detection_data(data):
         options = {"arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr, "augment": augment,
                    "input_size": parse_size(input_size) if input_size else None, "mosaic": mosaic, "seed": seed,
-                   "num_threads": threads}
+                   "num_threads": threads, "init_checkpoint": init, "allow_bad_annotations": allow_bad_annotations}
         return train_detector_command(data, out, options, progress)
     arch, epochs, batch_size, lr = arch or "cnn-small", epochs or 15, batch_size or 64, lr or 3e-3
     ARCHS.get(arch)  # an unknown architecture fails before any data is read

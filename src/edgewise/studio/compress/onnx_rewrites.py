@@ -50,3 +50,32 @@ def upgrade_opset(source: Path, destination: Path, opset: int = QUANTIZATION_OPS
                          f"{str(error).splitlines()[0]}", "export the model at opset 13 or later") from None
     onnx.save(converted, str(destination), save_as_external_data=False)
     return old
+
+
+def compact_names(path: Path) -> Path:
+    """Rename every node and intermediate tensor to a short id, in place. The exporter's names
+    (`/detector/backbone/stages.0/.../Conv_output_0_DequantizeLinear_Output`) are a third of a
+    small quantized model's file and nothing reads them at run time; the graph's inputs and
+    outputs keep their names, which the card and the agent use."""
+    model = onnx.load(str(path))
+    graph = model.graph
+    kept = {value.name for value in [*graph.input, *graph.output]}
+    renamed: dict[str, str] = {}
+
+    def short(name: str) -> str:
+        if not name or name in kept:
+            return name
+        return renamed.setdefault(name, f"t{len(renamed)}")
+
+    for initializer in graph.initializer:
+        initializer.name = short(initializer.name)
+    for index, node in enumerate(graph.node):
+        node.name = f"n{index}"
+        node.input[:] = [short(name) for name in node.input]
+        node.output[:] = [short(name) for name in node.output]
+    for value in graph.value_info:
+        value.name = short(value.name)
+    del graph.value_info[:]  # shapes are re-inferred by every runtime; they only cost bytes here
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path), save_as_external_data=False)
+    return path

@@ -63,6 +63,11 @@ def _append_nms(path: Path, classes: int, score_threshold: float, nms_iou: float
     model = onnx.load(str(path))
     graph = model.graph
     rows = graph.output[0].name
+    if rows == OUTPUT_NAME:  # a raw-form file: its output becomes the NMS's input
+        rows = "rows"
+        for node in graph.node:
+            node.output[:] = [rows if name == OUTPUT_NAME else name for name in node.output]
+            node.input[:] = [rows if name == OUTPUT_NAME else name for name in node.input]
     graph.ClearField("output")
     const = [
         helper.make_tensor("nms_max_per_class", TensorProto.INT64, [1], [max_detections]),

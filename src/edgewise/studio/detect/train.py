@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from edgewise.core.errors import ConfigError, DatasetError
 from edgewise.core.manifest import InputSpec
 from edgewise.studio.datasets import dataset_digest
+from edgewise.studio.detect.annotations import DetectionSet
 from edgewise.studio.detect.data import Augment, FittedFrames, collate
 from edgewise.studio.detect.loss import detection_loss
 from edgewise.studio.detect.metrics import DetectionMetrics
@@ -54,6 +55,8 @@ class DetectTrainConfig(BaseModel):
     eval_every: int = Field(2, ge=1)
     seed: int = 0
     num_threads: int | None = Field(None, ge=1)
+    init_checkpoint: Path | None = Field(None, description="start from this detector checkpoint (same classes)")
+    allow_bad_annotations: bool = Field(False, description="train although `data check` finds broken boxes")
 
 
 def input_spec(size: tuple[int, int]) -> InputSpec:
@@ -129,6 +132,19 @@ def load_detector(path: Path) -> tuple[Detector, str, list[str], InputSpec, dict
     return model.eval(), payload["arch"], list(payload["labels"]), InputSpec(**payload["input"]), payload["meta"]
 
 
+def refuse_broken(data_dir: Path, splits: dict[str, DetectionSet]) -> None:
+    """Broken annotations (boxes outside the image, empty boxes, duplicates, missing images) teach
+    a detector wrong things quietly: training stops and says which, unless told otherwise."""
+    from edgewise.studio.detect.check import check_splits
+
+    report = check_splits(splits)
+    if not report.ok:
+        found = ", ".join(f"{kind} {count}" for kind, count in report.error_counts().items())
+        raise DatasetError(f"{data_dir} has broken annotations: {found}",
+                           f"see `edgewise data check {data_dir}`; fix them, train on a cleaned copy "
+                           f"(`edgewise data check {data_dir} --clean OUT`), or pass --allow-bad-annotations")
+
+
 def train_detector(config: DetectTrainConfig, data_dir: Path, out_dir: Path, *, on_epoch: EpochCallback | None = None,
                    progress: bool = True) -> DetectTrainResult:
     from edgewise.studio.detect.formats.coco import read_native
@@ -140,6 +156,8 @@ def train_detector(config: DetectTrainConfig, data_dir: Path, out_dir: Path, *, 
     for needed in ("train", "val"):
         if needed not in splits:
             raise DatasetError(f"{data_dir} has no {needed}/ split", "add train/ and val/ (see docs/detection-data.md)")
+    if not config.allow_bad_annotations:
+        refuse_broken(Path(data_dir), splits)
     labels = splits["train"].labels
     spec = input_spec(config.input_size)
     train_frames = FittedFrames(splits["train"], spec)
@@ -148,6 +166,12 @@ def train_detector(config: DetectTrainConfig, data_dir: Path, out_dir: Path, *, 
         raise DatasetError(f"{data_dir}/train has no boxes",
                            "annotate some objects (`edgewise data check` counts them)")
     model = create_detector(config.arch, len(labels))
+    if config.init_checkpoint is not None:
+        start, arch, start_labels, _, _ = load_detector(config.init_checkpoint)
+        if arch != config.arch or start_labels != labels:
+            raise ConfigError(f"{config.init_checkpoint} is a {arch} for {start_labels}, not a {config.arch} for "
+                              f"{labels}", "start from a checkpoint of the same architecture and classes")
+        model.load_state_dict(start.state_dict())
     meta = {"dataset_digest": dataset_digest(Path(data_dir)), "config": config.model_dump(mode="json"),
             "task": "detect"}
     best_path = Path(out_dir) / "best.pt"
