@@ -28,10 +28,11 @@ def test_demo_puts_every_device_on_the_second_bundle_with_events(tmp_path: Path)
     assert len(device_rows) == 2
     for row in device_rows:
         cells = [cell.strip() for cell in row.split("│") if cell.strip()]
-        version, health, events = cells[1], cells[2], int(cells[3])
+        version, health, events, crossings = cells[1], cells[2], int(cells[3]), int(cells[5])
         assert version == "2.0.0", row
         assert health == "ok", row
         assert events > 0, row
+        assert crossings > 0, row  # the detection story: vehicles counted on each camera's line
     # every process it started logged to its own file, for a user to read when something fails
     logs = {log.name for log in (tmp_path / "demo" / "logs").glob("*.log")}
     assert {"server.log", "camera-1.log", "camera-2.log"} <= logs
@@ -45,7 +46,9 @@ def test_sigterm_to_the_demo_stops_its_server_and_agents(tmp_path: Path) -> None
 
     import psutil
 
-    demo = subprocess.Popen([sys.executable, "-m", "edgewise", "demo", "--devices", "2", "--dir", str(tmp_path / "d")],
+    # The conveyor story (--task classify) reaches "agents enrolled" soonest; stopping is the same.
+    demo = subprocess.Popen([sys.executable, "-m", "edgewise", "demo", "--devices", "2", "--dir", str(tmp_path / "d"),
+                             "--task", "classify"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     seen = []

@@ -158,3 +158,22 @@ def test_compress_writes_a_measured_int8_variant_with_nms_and_a_raw_one_for_cora
     coral = compress_detector(trained.checkpoint_path, traffic, "coral-usb", "fp32", tmp_path / "coral",
                               latency_runs=5, progress=False)
     assert coral[0].form == "raw"  # the Edge TPU has no NMS: the host runs it
+
+
+def test_tune_on_detection_data_optimises_val_map(traffic: Path, tmp_path: Path) -> None:
+    import optuna
+
+    from edgewise.studio.tune.objective import TrainingObjective
+    from edgewise.studio.tune.space import parse_space
+
+    space = parse_space({"params": {"lr": {"type": "float", "low": 1e-3, "high": 5e-3, "log": True}},
+                         "fixed": {"arch": "detector-nano", "epochs": 1, "batch_size": 8, "warmup_steps": 2}})
+    objective = TrainingObjective(space, traffic, tmp_path / "runs", objectives=["acc"], num_threads=2)
+    study = optuna.create_study(direction="maximize")
+    study.optimize(objective, n_trials=2)
+    for trial in study.trials:
+        metrics = json.loads((Path(trial.user_attrs["checkpoint_path"]).parent / "metrics.json").read_text())
+        assert trial.value == pytest.approx(metrics["val"]["map"])  # the trial's value is its val mAP
+        assert trial.intermediate_values == {1: trial.value}
+    with pytest.raises(ConfigError, match="not measured for detectors"):
+        TrainingObjective(space, traffic, tmp_path / "r2", objectives=["acc", "latency"])

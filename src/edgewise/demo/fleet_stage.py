@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ SUCCEEDED = {"completed", "succeeded", "done"}
 class FleetPlan:
     devices: int = 3
     fps: float = 8.0
+    videos: list[Path] | None = None  # detection: one traffic video per camera (else synthetic conveyors)
     canary_percent: float = 33.0  # one camera of the default three goes first
     bake_s: float = 4.0
     rollout_timeout_s: float = 240.0
@@ -53,7 +55,8 @@ class DemoFleet:
         for index in range(self.plan.devices):
             self._start_agent(index, enroll, log)
         self._wait(lambda: len(self.operator.devices()) >= self.plan.devices, 90, "devices to enroll")  # type: ignore[union-attr]
-        self.say(f"{self.plan.devices} agents enrolled, each on its own synthetic conveyor camera")
+        camera = "traffic camera (a looping video)" if self.plan.videos else "synthetic conveyor camera"
+        self.say(f"{self.plan.devices} agents enrolled, each on its own {camera}")
 
     def _start_agent(self, index: int, enroll_token: str, log: Path) -> None:
         name = f"camera-{index + 1}"
@@ -63,7 +66,11 @@ class DemoFleet:
             run_edgewise("agent", "enroll", "--server", self.url, "--token", enroll_token, "--data-dir", str(data_dir),
                          "--name", name, log=log)
         config = data_dir / "agent.toml"
-        config.write_text(agent_toml(data_dir, self.url, seed=index + 1, fps=self.plan.fps))
+        if self.plan.videos:
+            video = self.plan.videos[index % len(self.plan.videos)]
+            config.write_text(detection_agent_toml(data_dir, self.url, video=video, fps=self.plan.fps))
+        else:
+            config.write_text(agent_toml(data_dir, self.url, seed=index + 1, fps=self.plan.fps))
         self.group.start(name, ["agent", "run", "--config", str(config)])
 
     def roll_out(self, bundle_ref: str) -> dict[str, Any]:
@@ -105,18 +112,23 @@ class DemoFleet:
         self.group.stop_all()
 
 
-def agent_toml(data_dir: Path, server_url: str, *, seed: int, fps: float) -> str:
-    """A device's config: its synthetic conveyor camera and an alarm rule for defects."""
+def _device_toml(data_dir: Path, server_url: str, hardware: str, families: list[str]) -> str:
+    """The part of a demo device's config every camera shares: where it keeps state, its server."""
     return f"""data_dir = "{data_dir}"
 server = "{server_url}"
-hardware = "rpi4"
-target_families = ["rpi", "cpu"]
+hardware = "{hardware}"
+target_families = {json.dumps(families)}
 threads = 1
 sync_interval_s = 1.0
 long_poll_s = 5.0
 heartbeat_interval_s = 2.0
 telemetry_interval_s = 3.0
+"""
 
+
+def agent_toml(data_dir: Path, server_url: str, *, seed: int, fps: float) -> str:
+    """A device's config: its synthetic conveyor camera and an alarm rule for defects."""
+    return _device_toml(data_dir, server_url, "rpi4", ["rpi", "cpu"]) + f"""
 [source]
 kind = "synthetic"
 fps = {fps}
@@ -140,6 +152,51 @@ consecutive = 1
 cooldown_s = 0.5
 event_type = "defect"
 priority = "event"
+
+[health]
+window_s = 2.0
+min_frames = 5
+max_latency_ms = 250.0
+"""
+
+
+def detection_agent_toml(data_dir: Path, server_url: str, *, video: Path, fps: float) -> str:
+    """A traffic camera: its video, the counting line and zone, and rules on them (with frames)."""
+    from edgewise.studio.samples.traffic_video import counting_zones
+
+    zones = "".join(f"""
+[[zones]]
+name = "{zone['name']}"
+kind = "{zone['kind']}"
+points = {[[float(x), float(y)] for x, y in zone['points']]}
+anchor = "{zone['anchor']}"
+""" for zone in counting_zones())
+    line, area = counting_zones()[0]["name"], counting_zones()[1]["name"]
+    return _device_toml(data_dir, server_url, "x86-host", ["cpu"]) + f"""
+[source]
+kind = "video-file"
+path = "{video}"
+loop = true
+fps = {fps}
+{zones}
+[[rules]]
+name = "vehicle-crossed"
+kind = "line_cross"
+zone = "{line}"
+labels = ["car", "van", "truck", "motorbike"]
+direction = "both"
+
+[[rules]]
+name = "queue-near-right"
+kind = "zone_count"
+zone = "{area}"
+labels = ["car", "van", "truck", "motorbike"]
+more_than = 2
+duration_s = 2.0
+cooldown_s = 10.0
+snapshot = true
+event_type = "alarm"
+priority = "alarm"
 
 [health]
 window_s = 2.0

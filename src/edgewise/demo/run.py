@@ -11,6 +11,7 @@ from rich.console import Console
 from edgewise.core.errors import EdgewiseError
 from edgewise.core.signing import PrivateKey, load_private_key, write_key_pair
 from edgewise.demo import summary
+from edgewise.demo.detection_stage import DetectionPlan, build_detectors, write_videos
 from edgewise.demo.fleet_stage import DemoFleet, FleetPlan
 from edgewise.demo.studio_stage import BUNDLE_NAME, StudioPlan, build_bundles
 
@@ -20,7 +21,9 @@ class DemoOptions:
     work_dir: Path = Path("demo-run")
     keep_running: bool = False
     run_seconds_after_rollout: float = 10.0
+    task: str = "detect"  # the detection story (traffic cameras); "classify": the parts conveyor
     studio: StudioPlan = field(default_factory=StudioPlan)
+    detection: DetectionPlan = field(default_factory=DetectionPlan)
     fleet: FleetPlan = field(default_factory=FleetPlan)
 
 
@@ -37,7 +40,12 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> list[summa
     key_path = work / "publisher.key"
     key = load_private_key(key_path) if key_path.exists() else _new_key(key_path)
     store_url = str(work / "registry")
-    built = build_bundles(work, key, store_url, options.studio, say)
+    detect = options.task == "detect"
+    built: list = build_detectors(work, key, store_url, options.detection, say) if detect \
+        else build_bundles(work, key, store_url, options.studio, say)
+    if detect:
+        options.fleet.videos = write_videos(work, options.fleet.devices, options.detection.video_seconds, say)
+        options.fleet.fps = 10.0  # the videos' own rate
     fleet = DemoFleet(work, store_url, key_path.with_name(key_path.name + ".pub"), options.fleet, say)
     try:
         fleet.start()
@@ -49,6 +57,12 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> list[summa
         rows = summary.collect(fleet.operator)
         summary.render(rows, console)
         for bundle in built:
+            if detect:
+                console.print(f"  {bundle.published.ref}: test mAP@[.5:.95] {bundle.test_map:.3f} / mAP@.5 "
+                              f"{bundle.test_map50:.3f} (fp32), deployed int8 mAP@[.5:.95] "
+                              f"{_map(bundle.int8_test_map)}, size {_kb(bundle.size_bytes)}, "
+                              f"host latency {_ms(bundle.host_latency_ms)} (batch 1, 1 thread)")
+                continue
             console.print(f"  {bundle.published.ref}: test accuracy {bundle.test_accuracy:.1%} (fp32), "
                           f"deployed int8 accuracy {_pct(bundle.int8_accuracy)}, size {_kb(bundle.size_bytes)}, "
                           f"host latency {_ms(bundle.host_latency_ms)} (batch 1, 1 thread)")
@@ -98,6 +112,10 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}" if value <= 1 else f"{value:.1f}%"
 
 
+def _map(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f} ms"
 
@@ -106,4 +124,4 @@ def _kb(value: int | None) -> str:
     return "n/a" if value is None else f"{value / 1024:.0f} KiB"
 
 
-__all__ = ["BUNDLE_NAME", "DemoOptions", "run_demo"]
+__all__ = ["BUNDLE_NAME", "DemoOptions", "run_demo"]  # DETECTOR_BUNDLE: demo/detection_stage.py

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from edgewise.core.bundle import sign_bundle
 from edgewise.core.signing import PrivateKey
 from edgewise.registry import open_store
 from edgewise.registry.store import Published
 
+T = TypeVar("T")
 BUNDLE_NAME = "parts-inspector"
 DEMO_TARGET = "rpi4"
 DEMO_RECIPE = "rpi-int8"
@@ -42,11 +44,17 @@ def build_bundles(work: Path, key: PrivateKey, store_url: str, plan: StudioPlan,
     if not (data_dir / "train").is_dir():
         say("writing the `parts` sample dataset (synthetic conveyor images: ok/scratch/hole/crack)")
         write_sample("parts", data_dir, size=plan.samples_per_class, seed=0)
-    store = open_store(store_url)
+    return two_versions(plan.first_epochs, plan.second_epochs, work,
+                        lambda version, epochs, init: _build_one(work, data_dir, version, epochs, init, key,
+                                                                 open_store(store_url), say))
+
+
+def two_versions(first_epochs: int, second_epochs: int, work: Path, build: Callable[[str, int, Path | None], T]
+                 ) -> list[T]:
+    """1.0.0 trained from scratch, then 2.0.0 going on from 1.0.0's best checkpoint."""
     built = []
-    for version, epochs, init in (("1.0.0", plan.first_epochs, None), ("2.0.0", plan.second_epochs, "1.0.0")):
-        init_checkpoint = work / f"train-{init}" / "best.pt" if init else None
-        built.append(_build_one(work, data_dir, version, epochs, init_checkpoint, key, store, say))
+    for version, epochs, init in (("1.0.0", first_epochs, None), ("2.0.0", second_epochs, "1.0.0")):
+        built.append(build(version, epochs, work / f"train-{init}" / "best.pt" if init else None))
     return built
 
 

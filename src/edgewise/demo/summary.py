@@ -20,6 +20,7 @@ class DeviceSummary:
     alarms: int
     fps: float | None
     latency_p50_ms: float | None
+    crossings: int = 0  # line_cross events (the detection story)
 
 
 def collect(operator: OperatorClient) -> list[DeviceSummary]:
@@ -32,16 +33,18 @@ def collect(operator: OperatorClient) -> list[DeviceSummary]:
             name=device["name"], version=device.get("current_version") or "none", health=device.get("health", "?"),
             events=len(events), alarms=sum(1 for e in events if e.get("priority") == "alarm"),
             fps=latest.get("fps"), latency_p50_ms=latest.get("latency_p50_ms"),
+            crossings=sum(1 for e in events if e.get("type") == "line_cross"),
         ))
     return rows
 
 
 def render(rows: list[DeviceSummary], console: Console) -> None:
     table = Table(title="edgewise demo: the fleet")
-    for column in ("device", "bundle", "health", "events", "alarms", "fps", "latency p50"):
-        table.add_column(column, justify="right" if column in {"events", "alarms", "fps", "latency p50"} else "left")
+    numbers = {"events", "alarms", "line crossings", "fps", "latency p50"}
+    for column in ("device", "bundle", "health", "events", "alarms", "line crossings", "fps", "latency p50"):
+        table.add_column(column, justify="right" if column in numbers else "left")
     for row in rows:
-        table.add_row(row.name, row.version, row.health, str(row.events), str(row.alarms),
+        table.add_row(row.name, row.version, row.health, str(row.events), str(row.alarms), str(row.crossings),
                       f"{row.fps:.1f}" if row.fps is not None else "-",
                       f"{row.latency_p50_ms:.2f} ms" if row.latency_p50_ms is not None else "-")
     console.print(table)

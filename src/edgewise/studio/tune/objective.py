@@ -79,35 +79,46 @@ def suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
     raise ConfigError(f"parameter {name!r}: unsupported distribution {dist!r}")
 
 
+def _is_detection(data_dir: Path) -> bool:
+    return any((Path(data_dir) / split / "annotations.json").is_file() for split in ("train", "val"))
+
+
 class TrainingObjective:
-    """Train one model per trial with `edgewise.studio.train.train`; returns the objective values."""
+    """Train one model per trial with `edgewise.studio.train.train`; returns the objective values.
+
+    On a detection dataset (COCO per split) each trial trains a detector with
+    `studio.detect.train.train_detector` and `acc` is its best val mAP@[.5:.95]."""
 
     def __init__(
         self, space: SearchSpace, data_dir: Path, out_root: Path, *, objectives: list[str],
         constraint: Constraint | None = None, num_threads: int | None = None, progress: bool = False,
     ) -> None:
+        from edgewise.studio.detect.train import DetectTrainConfig
         from edgewise.studio.train import TrainConfig
 
         self.space, self.data_dir, self.out_root = space, Path(data_dir), Path(out_root).resolve()
         self.objectives, self.constraint, self.progress = objectives, constraint, progress
         self.num_threads = num_threads
-        unknown = sorted((set(space.params) | set(space.fixed)) - set(TrainConfig.model_fields))
+        self.detection = _is_detection(self.data_dir)
+        self.config_type: Any = DetectTrainConfig if self.detection else TrainConfig
+        unknown = sorted((set(space.params) | set(space.fixed)) - set(self.config_type.model_fields))
         if unknown:
             raise ConfigError(
                 f"search space names {unknown} are not training settings",
-                f"use fields of TrainConfig: {', '.join(sorted(TrainConfig.model_fields))}",
+                f"use fields of {self.config_type.__name__}: {', '.join(sorted(self.config_type.model_fields))}",
             )
+        if self.detection and (set(objectives) - {"acc"} or constraint is not None):
+            raise ConfigError("latency and size objectives are not measured for detectors yet",
+                              "tune detectors on --objective acc (val mAP@[.5:.95]); compress the best one after")
 
     def config_for(self, params: dict[str, Any]) -> Any:
         from pydantic import ValidationError
-
-        from edgewise.studio.train import TrainConfig
 
         values = {**self.space.fixed, **params}
         if self.num_threads is not None:
             values.setdefault("num_threads", self.num_threads)
         try:
-            return TrainConfig(**values)
+            return self.config_type(**values)
         except ValidationError as error:
             raise ConfigError("search space gives an invalid training config: "
                               + describe_validation(error, first_only=True)) from None
@@ -123,11 +134,14 @@ class TrainingObjective:
         single = len(self.objectives) == 1
 
         def on_epoch(epoch: int, metrics: dict[str, Any]) -> None:
-            if single:  # Optuna prunes single-objective studies only
-                trial.report(float(metrics["val_accuracy"]), epoch)
+            quality = metrics.get("val_map" if self.detection else "val_accuracy")
+            if single and quality is not None:  # Optuna prunes single-objective studies only
+                trial.report(float(quality), epoch)
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
+        if self.detection:
+            return self._detector_trial(trial, config, out_dir, on_epoch)
         result = train(config, self.data_dir, out_dir, on_epoch=on_epoch, progress=self.progress)
         trial.set_user_attr("checkpoint_path", str(result.checkpoint_path))
         trial.set_user_attr("test_accuracy", float(result.test_accuracy))
@@ -137,6 +151,16 @@ class TrainingObjective:
             values.update(self._measure(trial, result.model, out_dir, config.image_size))
         out = tuple(values[name] for name in self.objectives)
         return out[0] if single else out
+
+    def _detector_trial(self, trial: optuna.Trial, config: Any, out_dir: Path, on_epoch: Any) -> float:
+        from edgewise.studio.detect.train import train_detector
+
+        result = train_detector(config, self.data_dir, out_dir, on_epoch=on_epoch, progress=self.progress)
+        trial.set_user_attr("checkpoint_path", str(result.checkpoint_path))
+        trial.set_user_attr("val_map50", float(result.val.map50))
+        if result.test is not None:
+            trial.set_user_attr("test_map", float(result.test.map))
+        return float(result.val.map)
 
     def _measure(self, trial: optuna.Trial, model: Any, out_dir: Path, image_size: int) -> dict[str, float]:
         from edgewise.studio.tune.measure import measure_model
