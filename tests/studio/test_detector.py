@@ -177,3 +177,28 @@ def test_tune_on_detection_data_optimises_val_map(traffic: Path, tmp_path: Path)
         assert trial.intermediate_values == {1: trial.value}
     with pytest.raises(ConfigError, match="not measured for detectors"):
         TrainingObjective(space, traffic, tmp_path / "r2", objectives=["acc", "latency"])
+
+
+def test_distillation_pulls_a_student_towards_its_teacher(trained, traffic: Path) -> None:  # type: ignore[no-untyped-def]
+    from edgewise.studio.detect.data import FittedFrames
+    from edgewise.studio.detect.distill import distillation_loss
+    from edgewise.studio.detect.formats.coco import read_native
+    from edgewise.studio.detect.model import create_detector
+    from edgewise.studio.detect.train import DetectTrainConfig, fit_detector
+
+    splits = read_native(traffic)
+    frames = FittedFrames(splits["train"], trained.spec)
+    teacher = trained.model
+    _distinct_scores(teacher)  # a teacher with opinions of its own, not the labels'
+    inputs = torch.from_numpy(frames.preprocess.to_tensor(np.stack(frames.images[:8])))
+    with torch.no_grad():
+        wanted = torch.sigmoid(teacher(inputs)[..., 4:])
+    config = DetectTrainConfig(epochs=2, batch_size=8, lr=3e-3, warmup_steps=1, augment=False, ema_decay=0.0)
+    gaps = {}
+    for name, loss_fn in (("labels", None), ("distilled", distillation_loss(teacher, weight=5.0))):
+        torch.manual_seed(0)
+        student = create_detector("detector-nano", len(trained.labels))
+        fitted, _ = fit_detector(student, frames, frames, config, progress=False, loss_fn=loss_fn)
+        with torch.no_grad():
+            gaps[name] = float((torch.sigmoid(fitted.eval()(inputs)[..., 4:]) - wanted).abs().mean())
+    assert gaps["distilled"] < 0.8 * gaps["labels"], gaps

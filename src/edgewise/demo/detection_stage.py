@@ -22,9 +22,9 @@ class DetectionPlan:
     """Training per bundle; the defaults keep the demo within minutes on 2 cores. 2.0.0 goes on
     from 1.0.0's weights, so it is better than 1.0.0 by construction and by measure."""
 
-    frames: int = 600
-    first_epochs: int = 4
-    second_epochs: int = 6
+    frames: int = 900
+    first_epochs: int = 7
+    second_epochs: int = 7
     video_seconds: float = 60.0
 
 
@@ -64,7 +64,7 @@ def _build_one(work: Path, data_dir: Path, version: str, epochs: int, init_check
     say(f"bundle {version}: {how} {epochs} epoch(s)")
     config = DetectTrainConfig(epochs=epochs, batch_size=16, warmup_steps=30, eval_every=2, num_threads=2,
                                init_checkpoint=init_checkpoint, plain_last_epochs=1 if init_checkpoint else 2,
-                               lr=1e-3 if init_checkpoint else 3e-3)
+                               lr=2e-3 if init_checkpoint else 3e-3)
     result = train_detector(config, data_dir, work / f"train-{version}", progress=True)
     test = result.test
     test_map, test_map50 = (test.map, test.map50) if test else (result.val.map, result.val.map50)

@@ -124,9 +124,11 @@ class PrunedDetector:
 
 
 def prune_detector(model: Detector, train_frames: FittedFrames, val_frames: FittedFrames, *, macs_ratio: float = 0.6,
-                   fine_tune: DetectTrainConfig | None = None, progress: bool = False) -> PrunedDetector:
+                   fine_tune: DetectTrainConfig | None = None, progress: bool = False,
+                   distill: bool = True) -> PrunedDetector:
     """Remove whole channels from backbone and neck until MACs are `macs_ratio` of before, then
-    fine-tune (with the detection loss, from the pruned weights)."""
+    fine-tune from the pruned weights, with the unpruned model as teacher when `distill`
+    (`studio/detect/distill.py`), else on the labels alone."""
     import copy
 
     import torch
@@ -148,5 +150,8 @@ def prune_detector(model: Detector, train_frames: FittedFrames, val_frames: Fitt
         pruner.step()
         macs, params = tp.utils.count_ops_and_params(pruned, example)
     config = fine_tune or DetectTrainConfig(epochs=6, lr=1e-3, warmup_steps=20, mosaic=0.3, plain_last_epochs=2)
-    best, history = fit_detector(pruned, train_frames, val_frames, config, progress=progress)
+    from edgewise.studio.detect.distill import distillation_loss
+
+    loss_fn = distillation_loss(copy.deepcopy(model)) if distill else None
+    best, history = fit_detector(pruned, train_frames, val_frames, config, progress=progress, loss_fn=loss_fn)
     return PrunedDetector(best.eval(), macs / base_macs, params / base_params, history)
