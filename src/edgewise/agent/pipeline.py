@@ -77,14 +77,17 @@ class Pipeline:
     """One loaded bundle: `run(frame) -> Result`."""
 
     def __init__(self, bundle_dir: Path, manifest: Manifest, families: list[str], providers: list[str],
-                 threads: int = 0) -> None:
+                 threads: int = 0, spin: bool = False) -> None:
         self.bundle_dir, self.manifest = bundle_dir, manifest
         variant = manifest.variant_for(families)
         options = ort.SessionOptions()
         options.log_severity_level = 4  # failures surface as ModelError; ORT's own log would only repeat them
-        # Spinning intra-op threads steal the cores that decode and preprocess the next frame; on a
-        # 2-core device that halves throughput (benchmarks/agent.py measures it).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Spinning intra-op threads steal the cores that decode and preprocess the next frame while
+        # a live source's reader thread runs beside inference; on a 2-core device that halves
+        # throughput (benchmarks/agent.py). A file or folder is read in the inference thread, in
+        # turn with it, so there `spin` is on: 0.70x -> ~1x of a bare ORT loop at 2 threads
+        # (benchmarks/detect.py).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
@@ -98,8 +101,9 @@ class Pipeline:
         self.preprocess = Preprocessor(manifest.input)
 
     @classmethod
-    def from_dir(cls, bundle_dir: Path, families: list[str], providers: list[str], threads: int = 0) -> Pipeline:
-        return cls(bundle_dir, read_manifest(bundle_dir), families, providers, threads)
+    def from_dir(cls, bundle_dir: Path, families: list[str], providers: list[str], threads: int = 0,
+                 spin: bool = False) -> Pipeline:
+        return cls(bundle_dir, read_manifest(bundle_dir), families, providers, threads, spin)
 
     def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
         return [np.asarray(output) for output in self.session.run(None, {self.input_name: tensor})]

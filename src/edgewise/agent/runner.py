@@ -185,7 +185,12 @@ class AgentRunner:
     # --- shadow evaluation and capture (docs/quality-gates.md) -------------------------------
     def _load_pipeline(self, bundle_dir: Path) -> Pipeline:
         s = self.settings
-        return Pipeline.from_dir(bundle_dir, s.target_families, s.providers, s.threads)
+        return Pipeline.from_dir(bundle_dir, s.target_families, s.providers, s.threads, self._spin())
+
+    def _spin(self) -> bool:
+        """ORT's threads may spin only where nothing runs beside inference: a file or folder source
+        (read in turn with inference), with more than one thread to spin."""
+        return self.settings.threads != 1 and self.settings.source.kind in ("video-file", "image-folder")
 
     def on_desired(self, desired: DesiredState) -> None:
         serving = self.pipeline.manifest.version if self.pipeline else None
@@ -220,7 +225,7 @@ class AgentRunner:
             return
         try:
             s = self.settings
-            self.pipeline = Pipeline.from_dir(current, s.target_families, s.providers, s.threads)
+            self.pipeline = Pipeline.from_dir(current, s.target_families, s.providers, s.threads, self._spin())
             self._health = Health(status="ok", detail=f"serving {self.pipeline.manifest.ref}")
         except EdgewiseError as error:
             self.pipeline = None

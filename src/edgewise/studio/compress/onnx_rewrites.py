@@ -53,7 +53,8 @@ def upgrade_opset(source: Path, destination: Path, opset: int = QUANTIZATION_OPS
 
 
 def compact_names(path: Path) -> Path:
-    """Rename every node and intermediate tensor to a short id, in place. The exporter's names
+    """Rename every node and intermediate tensor to a short id and drop initializers no node reads,
+    in place. The exporter's names
     (`/detector/backbone/stages.0/.../Conv_output_0_DequantizeLinear_Output`) are a third of a
     small quantized model's file and nothing reads them at run time; the graph's inputs and
     outputs keep their names, which the card and the agent use."""
@@ -76,6 +77,10 @@ def compact_names(path: Path) -> Path:
     for value in graph.value_info:
         value.name = short(value.name)
     del graph.value_info[:]  # shapes are re-inferred by every runtime; they only cost bytes here
+    used = {name for node in graph.node for name in node.input} | {value.name for value in graph.output}
+    unused = [initializer for initializer in graph.initializer if initializer.name not in used]
+    for initializer in unused:  # left behind by quantization (the float weights its Q/DQ replaced)
+        graph.initializer.remove(initializer)
     onnx.checker.check_model(model)
     onnx.save(model, str(path), save_as_external_data=False)
     return path
