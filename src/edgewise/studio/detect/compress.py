@@ -73,8 +73,7 @@ def quantize_int8(fp32_rows: Path, card: ModelCard, calibration: DetectionSet, v
     reference = reference or evaluate_detector_onnx(fp32_rows, card, val)
     tensors = calibration_tensors(card, calibration, samples)
     prepared = _ort_quant.preprocess(fp32_rows, out.with_suffix(".pre.onnx"))
-    names = _ort_quant.name_nodes(prepared)
-    del names  # naming is what matters: exclusion lists match node names
+    _ort_quant.name_nodes(prepared)  # every node named: the exclusion lists below match node names
     excluded: list[str] = []
     kept: list[str] = []
     attempts: list[dict[str, float | str]] = []

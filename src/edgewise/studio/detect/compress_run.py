@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgewise.core.errors import ConfigError
-from edgewise.core.model_card import ModelCard, card_beside
+from edgewise.core.model_card import ModelCard, card_beside, load_card
 from edgewise.core.targets import get_target
 from edgewise.studio.compress.onnx_rewrites import compact_names
 from edgewise.studio.detect.compress import prune_detector, quantize_int8
@@ -95,7 +95,7 @@ def compress_detector(checkpoint: Path, data_dir: Path, target: str, recipe: str
     work.mkdir(parents=True, exist_ok=True)
     reports: list[VariantReport] = []
     reference = export_detector(model, spec, labels, work / "fp32.onnx", form="raw")
-    reference_card = ModelCard.model_validate_json(json.dumps(_card_dict(reference.card_path)))
+    reference_card = load_card(reference.card_path)
     path, card = _finish(reference.path, _step(out_dir, 1, "fp32"), reference_card, nms)
     reports.append(_measure("fp32", "fp32", path, card, splits, [], latency_runs))
     rows, rows_card, notes = reference.path, reference_card, []
@@ -122,8 +122,3 @@ def _step(out_dir: Path, index: int, name: str) -> Path:
     step_dir.mkdir(parents=True, exist_ok=True)
     return step_dir
 
-
-def _card_dict(path: Path) -> dict[str, object]:
-    from edgewise.core.model_card import load_card
-
-    return load_card(path).model_dump(mode="json")

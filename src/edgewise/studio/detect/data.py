@@ -20,7 +20,6 @@ import torch
 from edgewise.core.manifest import InputSpec
 from edgewise.core.preprocess import Preprocessor, read_frame
 from edgewise.studio.detect.annotations import DetectionSet
-from edgewise.studio.detect.model import decode, points
 
 MIN_BOX_SIDE = 2.0  # pixels: smaller remains of a cut box are dropped
 MIN_KEPT_AREA = 0.35  # a box cut by a crop keeps this share of its area, or is dropped
@@ -132,5 +131,3 @@ def collate(samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]], preprocess
         classes[row, : len(found_classes)] = torch.from_numpy(found_classes)
     return tensor, boxes, classes, classes >= 0
 
-
-__all__ = ["Augment", "FittedFrames", "collate", "decode", "points"]

@@ -48,9 +48,8 @@ def _ground_truth(dataset: DetectionSet) -> dict[str, object]:
     images, annotations = [], []
     for image_id, image in enumerate(dataset.images, start=1):
         images.append({"id": image_id, "width": image.width, "height": image.height, "file_name": image.file})
-        crowd = getattr(image, "crowd_boxes", np.zeros((0, 4)))
-        crowd_classes = getattr(image, "crowd_classes", np.zeros(0, dtype=np.int64))
-        for boxes, classes, is_crowd in ((image.boxes, image.classes, 0), (crowd, crowd_classes, 1)):
+        # Crowd regions (iscrowd=1) go to the evaluator, which ignores detections inside them.
+        for boxes, classes, is_crowd in ((image.boxes, image.classes, 0), (image.crowd_boxes, image.crowd_classes, 1)):
             for box, class_index in zip(boxes, classes, strict=True):
                 x1, y1, x2, y2 = (float(v) for v in box)
                 annotations.append({"id": len(annotations) + 1, "image_id": image_id,
