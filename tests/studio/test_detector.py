@@ -203,3 +203,19 @@ def test_distillation_pulls_a_student_towards_its_teacher(trained, traffic: Path
         with torch.no_grad():
             gaps[name] = float((torch.sigmoid(fitted.eval()(inputs)[..., 4:]) - wanted).abs().mean())
     assert gaps["distilled"] < 0.8 * gaps["labels"], gaps
+
+
+def test_bad_detector_inputs_are_one_line_errors(trained, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from edgewise.cli.main import main
+
+    assert main(["export", str(trained.checkpoint_path), "--out", str(tmp_path / "d.onnx"), "--form", "tflite"]) == 1
+    error = capsys.readouterr().err
+    assert "unknown --form 'tflite'" in error and "Traceback" not in error
+    assert not (tmp_path / "d.onnx").exists()
+    not_a_checkpoint = tmp_path / "junk.pt"
+    not_a_checkpoint.write_bytes(b"not a checkpoint")
+    from edgewise.core.errors import ModelError
+    from edgewise.studio.detect.train import load_detector
+
+    with pytest.raises(ModelError, match="cannot read detector checkpoint"):
+        load_detector(not_a_checkpoint)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from tqdm.auto import tqdm
 
-from edgewise.core.errors import ConfigError, DatasetError
+from edgewise.core.errors import ConfigError, DatasetError, ModelError
 from edgewise.core.manifest import InputSpec
 from edgewise.studio.datasets import dataset_digest
 from edgewise.studio.detect.annotations import DetectionSet
@@ -119,11 +120,9 @@ def save_detector(path: Path, model: Detector, arch: str, labels: list[str], spe
 
 def load_detector(path: Path) -> tuple[Detector, str, list[str], InputSpec, dict[str, Any]]:
     """(model in eval mode, arch, labels, input spec, meta) of a `train_detector` checkpoint."""
-    from edgewise.core.errors import ModelError
-
     try:
         payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError) as error:
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as error:
         raise ModelError(f"cannot read detector checkpoint {path}: {error}", "point at OUT/best.pt") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ModelError(f"{path} is not a detector checkpoint", "train one with `edgewise train --task detect`")
